@@ -1,0 +1,30 @@
+# Two entry points for a fresh clone:  `make verify` (the main job) and `make test`.
+# Each creates .venv if missing and installs what it needs.  Where no torch is installed,
+# the CPU build of torch is installed first (set TORCH_PIP_ARGS, e.g. to an --index-url of
+# CPU wheels, on platforms whose default torch wheel is a CUDA build).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=
+SCALE ?= quick
+
+.PHONY: verify test bench notebooks clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+verify: $(VENV)/.installed
+	$(VENV)/bin/theorylab verify --scale $(SCALE)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV)

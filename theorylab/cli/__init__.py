@@ -1,0 +1,1 @@
+"""The ``theorylab`` command line (thin: each command is one call into the library)."""
