@@ -90,7 +90,8 @@ def teacher_student(*, n_train: int, n_test: int, dim: int, noise_std: float = 0
                     dtype: torch.dtype = torch.float32) -> DataSplit:
     """Inputs ``x ~ N(0, I_dim)``; targets ``y = f*(x) + noise_std * eps`` of shape ``(n, 1)``.
 
-    ``linear``: ``f*(x) = w.x`` with ``w ~ N(0, I/dim)`` (so ``Var f* = 1``);
+    ``linear``: ``f*(x) = w.x`` with ``w`` uniform on the unit sphere (so ``Var f* = |w|^2 = 1``:
+    signal ``r^2 = 1`` in the notation of Hastie et al. 2019);
     ``relu_mlp``: a random two-layer ReLU network with ``hidden`` units, scaled to unit variance.
     The test targets are noisy too (the risk then includes ``noise_std**2``).
     """
@@ -104,7 +105,8 @@ def teacher_student(*, n_train: int, n_test: int, dim: int, noise_std: float = 0
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n_train + n_test, dim, generator=g, dtype=torch.float64)
     if teacher == "linear":
-        f = x @ (torch.randn(dim, 1, generator=g, dtype=torch.float64) / dim ** 0.5)
+        w = torch.randn(dim, 1, generator=g, dtype=torch.float64)
+        f = x @ (w / w.norm())
     else:
         w1 = torch.randn(dim, hidden, generator=g, dtype=torch.float64) / dim ** 0.5
         w2 = torch.randn(hidden, 1, generator=g, dtype=torch.float64)

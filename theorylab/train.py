@@ -4,8 +4,8 @@
 in place.  Monitors measure the model every ``k`` steps (the top Hessian eigenvalue, a kernel, a
 collapse metric ...) inside :func:`theorylab._state.preserved`, so they never disturb training:
 the train/eval modes, BatchNorm buffers, ``.grad`` and the global RNGs are what they were.  Batch
-order comes from the loop's own generator, seeded by ``seed``; together with checkpoints that
-store it, a resumed run continues exactly as the uninterrupted run would have.
+order comes from the loop's own generator, seeded by ``seed``; checkpoints store it with the
+global torch RNG (dropout), so a resumed run continues exactly as the uninterrupted run would have.
 """
 from __future__ import annotations
 
@@ -261,6 +261,8 @@ def _save_checkpoint(path: Path, step: int, history: dict[str, Any], diverged: b
     buf = io.BytesIO()
     torch.save({"step": step, "history": history, "diverged": diverged, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "generator": generator.get_state(), "order": stream.order,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
                 "meta": make_meta()}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
@@ -275,4 +277,7 @@ def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, g
         raise ValueError(f"checkpoint {path} cannot be resumed ({exc}); delete it to start afresh") from exc
     generator.set_state(state["generator"])
     stream.order = state["order"]
+    torch.set_rng_state(state["torch_rng"])  # dropout masks continue as in the uninterrupted run
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     return state["step"], state["history"], state["diverged"]
