@@ -170,8 +170,8 @@ class Evidence(Result):
         from theorylab.plotting import axes_or_new
 
         ax = axes_or_new(ax, width=6, height=4)
-        if self.figure and Path(self.figure).with_suffix(".png").exists():
-            ax.imshow(mpimg.imread(Path(self.figure).with_suffix(".png")))
+        if self.figure and Path(f"{self.figure}.png").exists():
+            ax.imshow(mpimg.imread(f"{self.figure}.png"))
         ax.set_axis_off()
         ax.set_title(f"{self.claim_id}: {self.verdict}")
         return ax
@@ -335,7 +335,7 @@ def _reusable(path: Path, c: Claim, ctx: Context) -> Evidence | None:
     same = (ev.scale == ctx.scale and ev.meta.get("seed") == ctx.seed
             and ev.meta.get("device", "").split(":")[0] == ctx.device.type
             and ev.meta.get("code_hash") == code_hash(c.source_file) and ev.verdict != "error")
-    figure_ok = ev.figure is None or Path(ev.figure).with_suffix(".png").exists()
+    figure_ok = ev.figure is None or Path(f"{ev.figure}.png").exists()
     return ev if same and figure_ok else None
 
 

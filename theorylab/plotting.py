@@ -50,7 +50,7 @@ def save_figure(fig: Any, path: str | Path, *, provenance: dict[str, Any] | None
                 formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
     """Save ``fig`` as ``path.png`` and ``path.pdf`` (atomically) with ``path.json`` provenance.
 
-    ``path`` is given without extension.  The sidecar records the library version, commit and
+    ``path`` is given without extension (dots in the name are kept: ``fig.v2`` -> ``fig.v2.png``).  The sidecar records the library version, commit and
     whatever ``provenance`` adds (command, claim id, scale, seed).
     """
     path = Path(path)
@@ -60,8 +60,8 @@ def save_figure(fig: Any, path: str | Path, *, provenance: dict[str, Any] | None
         # a fixed creation date keeps the PDF byte-identical between identical runs
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
         fig.savefig(buf, format=fmt, bbox_inches="tight", metadata=metadata)
-        written.append(atomic_write_bytes(path.with_suffix(f".{fmt}"), buf.getvalue()))
-    atomic_write_json(path.with_suffix(".json"), make_meta(**(provenance or {})))
+        written.append(atomic_write_bytes(Path(f"{path}.{fmt}"), buf.getvalue()))
+    atomic_write_json(Path(f"{path}.json"), make_meta(**(provenance or {})))
     return written
 
 
