@@ -1,0 +1,133 @@
+"""Executors for sweeps: anything with the ``concurrent.futures.Executor`` interface.
+
+* ``"serial"``: :class:`SerialExecutor`, runs each configuration in the calling process when it is
+  submitted (Ctrl-C interrupts it there and then).
+* ``"processes"``: a ``ProcessPoolExecutor`` with the ``spawn`` start method (forking a process that
+  has started torch's thread pools is unsafe).  When it has more than one worker, each worker is
+  limited to one CPU thread (``torch.set_num_threads(1)`` and ``OMP/MKL/OPENBLAS_NUM_THREADS=1``) so
+  that ``n`` workers use ``n`` cores instead of fighting over them.
+* any ``concurrent.futures.Executor`` instance, e.g. :func:`slurm_executor` (submitit, optional) or
+  a ``ThreadPoolExecutor``.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Any
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class SerialExecutor(Executor):
+    """Runs each submitted call at once, in the calling thread; returns a finished Future.
+
+    An exception of the call is stored in the Future; KeyboardInterrupt and SystemExit propagate.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 -- handed to the caller through the Future
+            future.set_exception(exc)
+        return future
+
+
+def limit_threads(threads: int) -> None:
+    """Worker initializer: use ``threads`` CPU threads in torch and the BLAS libraries."""
+    for name in _THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    try:  # numpy's BLAS was loaded before the variables were set; threadpoolctl reaches it
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(threads)
+
+
+def process_pool(max_workers: int) -> ProcessPoolExecutor:
+    """A spawn-based process pool; one thread per worker when there is more than one worker."""
+    if max_workers > 1:
+        return ProcessPoolExecutor(max_workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=limit_threads, initargs=(1,))
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+
+class _SubmititExecutor(Executor):
+    """A ``concurrent.futures.Executor`` over a submitit executor: one Slurm job per call.
+
+    One thread polls the jobs every ``poll_interval`` seconds and completes their Futures.
+    """
+
+    def __init__(self, executor: Any, poll_interval: float):
+        self._executor = executor
+        self._poll_interval = poll_interval
+        self._jobs: dict[Any, Future] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._poller = threading.Thread(target=self._poll, name="submitit-poller", daemon=True)
+        self._poller.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        if self._closed:
+            raise RuntimeError("cannot submit to an executor that was shut down")
+        future: Future = Future()
+        job = self._executor.submit(fn, *args, **kwargs)
+        with self._lock:
+            self._jobs[job] = future
+        return future
+
+    def _poll(self) -> None:
+        while True:
+            with self._lock:
+                jobs = list(self._jobs.items())
+                if self._closed and not jobs:
+                    return
+            for job, future in jobs:
+                if not job.done():
+                    continue
+                try:
+                    future.set_result(job.result())
+                except Exception as exc:  # noqa: BLE001 -- job failures go to the caller
+                    future.set_exception(exc)
+                with self._lock:
+                    del self._jobs[job]
+            time.sleep(self._poll_interval)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closed = True
+            if cancel_futures:
+                for job, future in self._jobs.items():
+                    job.cancel(check=False)
+                    future.cancel()
+                self._jobs.clear()
+        if wait:
+            self._poller.join()
+
+
+def slurm_executor(folder: str | os.PathLike, *, poll_interval: float = 5.0, **parameters: Any) -> Executor:
+    """An executor that runs each configuration as a Slurm job through submitit (optional extra).
+
+    ``folder`` holds submitit's logs and pickles (it must be on a file system the nodes share, as
+    must the sweep's ``out_dir``); ``parameters`` go to ``submitit.AutoExecutor.update_parameters``,
+    e.g. ``timeout_min=60, slurm_partition="gpu", gpus_per_node=1, cpus_per_task=4``; pass
+    ``cluster="local"`` to run the jobs as local processes (useful to try a set-up).
+    """
+    try:
+        import submitit
+    except ImportError:
+        raise ImportError("slurm_executor needs submitit: pip install 'theorylab[slurm]'") from None
+    if not poll_interval > 0:
+        raise ValueError(f"poll_interval must be > 0, got {poll_interval}")
+    cluster = parameters.pop("cluster", None)
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    if parameters:
+        executor.update_parameters(**parameters)
+    return _SubmititExecutor(executor, poll_interval)
