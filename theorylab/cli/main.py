@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from theorylab.cli import sweep as sweep_cmd
 from theorylab.cli import verify as verify_cmd
 from theorylab.provenance import __version__
 
-COMMANDS = [verify_cmd]
+COMMANDS = [verify_cmd, sweep_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
