@@ -1,0 +1,396 @@
+"""Curvature matrices of a model as lazy symmetric linear operators.
+
+For parameters ``theta`` (the selected ones, flattened to length ``P``), a model ``f`` and a loss
+``L(theta) = sum_b n_b L_b(theta) / N`` over batches ``b`` of ``n_b`` samples (``L_b`` the batch
+mean returned by ``loss_fn``, ``N = sum_b n_b``; see :mod:`theorylab.batches`):
+
+* :func:`hessian` is ``H = d^2 L / d theta^2``; its products ``H v`` are exact Hessian-vector
+  products (Pearlmutter 1994), computed either by double backward through a gradient graph
+  (cached once when the data is one batch) or forward-over-reverse, ``jvp(grad L)``.
+* :func:`ggn` is the generalised Gauss-Newton matrix ``G = sum_b n_b J_b^T H_b J_b / N``
+  (Schraudolph 2002), where ``J_b = d f(x_b) / d theta`` and ``H_b = d^2 L_b / d f^2`` is the
+  Hessian of the loss in the model outputs; ``G v`` is a Jacobian-vector product, an output-space
+  Hessian-vector product and a vector-Jacobian product, all exact.
+
+Both are Hessians of the *mean* loss: multiplying the loss by ``c`` multiplies every eigenvalue
+by ``c`` (``nn.MSELoss`` also averages over output coordinates, so its Hessian for a linear model
+``x -> W x`` with ``k`` outputs is ``2 X^T X / (n k)`` per output row).
+
+The operators evaluate the model functionally (``torch.func.functional_call``) on copies of its
+parameters and buffers, under :func:`theorylab._state.preserved`, so the model is never changed.
+In train mode every pass over the data restarts the random-number generator from the state it had
+when the operator was built, so dropout masks are identical in every product and the operator is
+a fixed symmetric matrix.  With ``process_group`` the data is sharded over ranks; every product is
+all-reduced with weights ``n_rank / N`` so that each rank holds the full-data operator.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse.linalg
+import torch
+from torch import Tensor, nn
+
+from theorylab._params import ParamSpec, select_parameters
+from theorylab._state import MODES, Mode, preserved
+from theorylab.batches import Batch, Data, batch_size, iter_batches, move_batch
+
+Backend = Literal["double_backward", "forward_over_reverse"]
+BACKENDS: tuple[str, ...] = ("double_backward", "forward_over_reverse")
+LossFn = Callable[[Any, Tensor], Tensor]
+
+
+class LinearOperator:
+    """A symmetric linear map ``R^P -> R^P`` applied lazily: ``op @ v``.
+
+    ``v`` is a flat tensor ``(P,)``, a matrix ``(P, k)`` of column vectors or a NumPy array of
+    those shapes; the product has the same shape (a tensor in the operator's dtype and device, or
+    a NumPy array for NumPy input).  Subclasses implement :meth:`_matmat` on ``(P, k)`` tensors.
+    ``num_matvecs`` counts the vectors multiplied so far.
+    """
+
+    def __init__(self, size: int, dtype: torch.dtype, device: torch.device):
+        self.shape = (int(size), int(size))
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.num_matvecs = 0
+
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __matmul__(self, v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return (self @ torch.from_numpy(v)).cpu().numpy()
+        if not isinstance(v, Tensor):
+            raise TypeError(f"cannot multiply a {type(self).__name__} by a {type(v).__name__}")
+        if v.dim() not in (1, 2) or v.shape[0] != self.shape[0]:
+            raise ValueError(f"expected a vector of length {self.shape[0]} or a ({self.shape[0]}, k) matrix, "
+                             f"got shape {tuple(v.shape)}")
+        matrix = v.reshape(self.shape[0], -1).to(device=self.device, dtype=self.dtype)
+        out = self._matmat(matrix)
+        self.num_matvecs += matrix.shape[1]
+        return out.reshape(v.shape)
+
+    def to_dense(self) -> Tensor:
+        """The full ``(P, P)`` matrix, from ``P`` products with unit vectors (small problems only)."""
+        size = self.shape[0]
+        columns = [self @ torch.eye(size, dtype=self.dtype, device=self.device)[:, i:i + 256]
+                   for i in range(0, size, 256)]
+        return torch.cat(columns, dim=1)
+
+    def to_scipy(self) -> scipy.sparse.linalg.LinearOperator:
+        """This operator as a ``scipy.sparse.linalg.LinearOperator`` (NumPy in, NumPy out)."""
+        np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+
+        def matmat(x: np.ndarray) -> np.ndarray:
+            return self @ np.ascontiguousarray(x, dtype=np_dtype)
+
+        return scipy.sparse.linalg.LinearOperator(self.shape, matvec=matmat, matmat=matmat, rmatvec=matmat,
+                                                  rmatmat=matmat, dtype=np_dtype)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype}, device={self.device})"
+
+
+class DenseOperator(LinearOperator):
+    """A dense symmetric matrix as an operator (checked for squareness and symmetry)."""
+
+    def __init__(self, matrix: Tensor | np.ndarray):
+        matrix = torch.as_tensor(matrix)
+        if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"the matrix must be square, got shape {tuple(matrix.shape)}")
+        if not (matrix.is_floating_point() and matrix.dtype in (torch.float16, torch.bfloat16, torch.float32,
+                                                                torch.float64)):
+            raise ValueError(f"the matrix must be real floating point, got {matrix.dtype}")
+        if not torch.isfinite(matrix).all():
+            raise ValueError("the matrix has non-finite entries")
+        asymmetry = float((matrix - matrix.T).abs().max()) if matrix.numel() else 0.0
+        scale = float(matrix.abs().max()) if matrix.numel() else 0.0
+        if asymmetry > 100 * torch.finfo(matrix.dtype).eps * scale:
+            raise ValueError(f"the matrix is not symmetric: max |A - A^T| = {asymmetry:.3g} "
+                             f"(max |A| = {scale:.3g}); symmetrise it with (A + A.T) / 2")
+        super().__init__(matrix.shape[0], matrix.dtype, matrix.device)
+        self.matrix = matrix
+
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        return self.matrix @ vectors
+
+    def to_dense(self) -> Tensor:
+        return self.matrix.clone()
+
+
+def as_operator(op: LinearOperator | Tensor | np.ndarray) -> LinearOperator:
+    """``op`` itself if it is a :class:`LinearOperator`, else a :class:`DenseOperator` of the matrix."""
+    if isinstance(op, LinearOperator):
+        return op
+    if isinstance(op, (Tensor, np.ndarray)):
+        return DenseOperator(op)
+    raise ValueError(f"expected a LinearOperator or a dense symmetric matrix, got {type(op).__name__}")
+
+
+class _ModelFunction:
+    """A model, a loss and data, evaluated functionally on copies of parameters and buffers."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec, mode: Mode,
+                 dtype: torch.dtype | None, device: str | torch.device | None, process_group: Any):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ValueError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+        selected = select_parameters(model, params)
+        first = next(iter(selected.values()))
+        self.dtype = dtype or first.dtype
+        self.device = torch.device(device) if device is not None else first.device
+        self.model, self.loss_fn, self.data, self.mode = model, loss_fn, data, mode
+        self.process_group = process_group
+
+        def copy(t: Tensor) -> Tensor:
+            t = t.detach().to(device=self.device)
+            return (t.to(self.dtype) if t.is_floating_point() else t).clone()
+
+        self.names = list(selected)
+        self.shapes = [p.shape for p in selected.values()]
+        self.params = {n: copy(p).requires_grad_(True) for n, p in selected.items()}
+        self.frozen = {n: copy(p) for n, p in model.named_parameters() if n not in selected}
+        self.buffers = {n: copy(b) for n, b in model.named_buffers()}
+        self.size = sum(p.numel() for p in self.params.values())
+
+        self.cpu_rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        with preserved(model, mode="keep"):  # a shuffling loader draws from the global RNG
+            self.single_batch = len(list(itertools.islice(iter_batches(data), 2))) == 1
+            local_n = sum(batch_size(b) for b in iter_batches(data))
+        if local_n == 0:
+            raise ValueError("data is empty: it holds no samples")
+        self.total_samples = float(self._all_reduce(torch.tensor([float(local_n)], dtype=torch.float64,
+                                                                 device=self.device)).item())
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def batches(self) -> Iterator[tuple[float, Batch]]:
+        """``(n_b / N, batch)`` on the operator's device and dtype; RNG restarted for fixed dropout."""
+        torch.set_rng_state(self.cpu_rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state(self.cuda_rng, self.device)
+        for batch in iter_batches(self.data):
+            yield batch_size(batch) / self.total_samples, move_batch(batch, self.device, self.dtype)
+
+    def outputs(self, params: dict[str, Tensor], inputs: Any) -> Tensor:
+        """Model outputs at ``params``; buffers are fresh copies, so train-mode BN updates nothing."""
+        state = {**params, **self.frozen, **{n: b.clone() for n, b in self.buffers.items()}}
+        args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+        out = torch.func.functional_call(self.model, state, args)
+        if not isinstance(out, Tensor):
+            raise ValueError(f"the model must return a tensor, got {type(out).__name__}")
+        return out
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        value = self.loss_fn(outputs, targets)
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"loss_fn must return a scalar (the batch mean), got {shape}; "
+                             "use reduction='mean'")
+        return value.reshape(())
+
+    def guard(self) -> Any:
+        return preserved(self.model, mode=self.mode)
+
+    # -- vectors ------------------------------------------------------------------------------
+    def split(self, flat: Tensor) -> list[Tensor]:
+        return [piece.view(shape) for piece, shape in zip(flat.split([s.numel() for s in self.shapes]), self.shapes)]
+
+    def join(self, pieces: list[Tensor | None]) -> Tensor:
+        return torch.cat([(torch.zeros(s, dtype=self.dtype, device=self.device) if p is None else p).reshape(-1)
+                          for p, s in zip(pieces, self.shapes)])
+
+    def _all_reduce(self, t: Tensor) -> Tensor:
+        if self.process_group is not None:
+            import torch.distributed as dist
+
+            dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.process_group)
+        return t
+
+
+class CurvatureOperator(LinearOperator):
+    """Base of :class:`HessianOperator` and :class:`GGNOperator`: parameter bookkeeping.
+
+    Besides flat vectors, products accept parameter-shaped dicts ``{name: tensor}`` over the
+    selected parameters (``param_names``) and return one.
+    """
+
+    def __init__(self, fn: _ModelFunction):
+        super().__init__(fn.size, fn.dtype, fn.device)
+        self._fn = fn
+        self.param_names = list(fn.names)
+        self.param_shapes = {n: s for n, s in zip(fn.names, fn.shapes)}
+        self.num_samples = int(fn.total_samples)
+
+    def flatten(self, tensors: dict[str, Tensor]) -> Tensor:
+        """A flat vector from a parameter-shaped dict (keys: exactly ``param_names``)."""
+        if set(tensors) != set(self.param_names):
+            raise ValueError(f"expected a dict over the parameters {self.param_names}, got keys {list(tensors)}")
+        return torch.cat([tensors[n].reshape(-1).to(device=self.device, dtype=self.dtype) for n in self.param_names])
+
+    def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        """A parameter-shaped dict from a flat vector."""
+        return dict(zip(self.param_names, self._fn.split(flat)))
+
+    def __matmul__(self, v: Any) -> Any:
+        if isinstance(v, dict):
+            return self.unflatten(super().__matmul__(self.flatten(v)))
+        return super().__matmul__(v)
+
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        fn = self._fn
+        with torch.enable_grad(), fn.guard():
+            out = self._local_matmat(vectors)
+        return fn._all_reduce(out)
+
+    def _local_matmat(self, vectors: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class HessianOperator(CurvatureOperator):
+    """The Hessian of the sample-weighted mean loss in the selected parameters (see :func:`hessian`)."""
+
+    def __init__(self, fn: _ModelFunction, backend: Backend):
+        super().__init__(fn)
+        self.backend = backend
+        self._cached_grad: list[Tensor] | None = None
+        if backend == "double_backward" and fn.single_batch:
+            with torch.enable_grad(), fn.guard():
+                (weight, (inputs, targets)), = fn.batches()
+                self._cached_grad = self._gradient_graph(inputs, targets, weight)
+
+    def _gradient_graph(self, inputs: Any, targets: Tensor, weight: float) -> list[Tensor]:
+        fn = self._fn
+        loss = fn.loss(fn.outputs(fn.params, inputs), targets) * weight
+        grads = torch.autograd.grad(loss, list(fn.params.values()), create_graph=True, allow_unused=True,
+                                    materialize_grads=True)
+        return list(grads)
+
+    def _double_backward(self, grads: list[Tensor], vectors: Tensor) -> Tensor:
+        fn = self._fn
+        params = list(fn.params.values())
+        live = [i for i, g in enumerate(grads) if g.requires_grad]  # other gradients are constant
+        columns = []
+        for v in vectors.T:
+            if not live:  # the loss is linear in the parameters
+                columns.append(torch.zeros_like(v))
+                continue
+            pieces = fn.split(v)
+            hv = torch.autograd.grad([grads[i] for i in live], params, [pieces[i] for i in live],
+                                     retain_graph=True, allow_unused=True)
+            columns.append(fn.join(list(hv)))
+        return torch.stack(columns, dim=1)
+
+    def _local_matmat(self, vectors: Tensor) -> Tensor:
+        fn = self._fn
+        if self._cached_grad is not None:
+            return self._double_backward(self._cached_grad, vectors)
+        total = torch.zeros_like(vectors)
+        for weight, (inputs, targets) in fn.batches():
+            if self.backend == "double_backward":
+                total += self._double_backward(self._gradient_graph(inputs, targets, weight), vectors)
+                continue
+
+            def batch_loss(params: dict[str, Tensor]) -> Tensor:
+                return fn.loss(fn.outputs(params, inputs), targets) * weight
+
+            primals = {n: p.detach() for n, p in fn.params.items()}
+            for j, v in enumerate(vectors.T):
+                _, hv = torch.func.jvp(torch.func.grad(batch_loss), (primals,), (dict(zip(fn.names, fn.split(v))),))
+                total[:, j] += fn.join([hv[n] for n in fn.names])
+        return total
+
+
+class GGNOperator(CurvatureOperator):
+    """The generalised Gauss-Newton matrix ``J^T H_out J`` (see :func:`ggn`)."""
+
+    def __init__(self, fn: _ModelFunction):
+        super().__init__(fn)
+        self._cached: tuple | None = None
+        if fn.single_batch:
+            with torch.enable_grad(), fn.guard():
+                (weight, (inputs, targets)), = fn.batches()
+                self._cached = self._graphs(inputs, targets, weight)
+
+    def _graphs(self, inputs: Any, targets: Tensor, weight: float) -> tuple:
+        """Graphs for ``J^T u`` (linear in a dummy ``u``, for ``J v`` by double backward) and ``grad_f L``."""
+        fn = self._fn
+        params = list(fn.params.values())
+        out = fn.outputs(fn.params, inputs)
+        dummy = torch.zeros_like(out, requires_grad=True)
+        jt_dummy = torch.autograd.grad(out, params, dummy, create_graph=True, allow_unused=True,
+                                       materialize_grads=True)
+        out_leaf = out.detach().requires_grad_(True)
+        grad_out = torch.autograd.grad(fn.loss(out_leaf, targets) * weight, out_leaf, create_graph=True)[0]
+        return out, dummy, list(jt_dummy), out_leaf, grad_out
+
+    def _products(self, graphs: tuple, vectors: Tensor) -> Tensor:
+        fn = self._fn
+        out, dummy, jt_dummy, out_leaf, grad_out = graphs
+        params = list(fn.params.values())
+        live = [i for i, g in enumerate(jt_dummy) if g.requires_grad]  # others: unused parameters
+        columns = []
+        for v in vectors.T:
+            pieces = fn.split(v)
+            jv = torch.autograd.grad([jt_dummy[i] for i in live], dummy, [pieces[i] for i in live],
+                                     retain_graph=True, allow_unused=True, materialize_grads=True)[0]
+            if grad_out.requires_grad:
+                hjv = torch.autograd.grad(grad_out, out_leaf, jv, retain_graph=True, allow_unused=True,
+                                          materialize_grads=True)[0]
+            else:  # the loss is linear in the outputs
+                hjv = torch.zeros_like(jv)
+            columns.append(fn.join(list(torch.autograd.grad(out, params, hjv, retain_graph=True,
+                                                            allow_unused=True))))
+        return torch.stack(columns, dim=1)
+
+    def _local_matmat(self, vectors: Tensor) -> Tensor:
+        if self._cached is not None:
+            return self._products(self._cached, vectors)
+        total = torch.zeros_like(vectors)
+        for weight, (inputs, targets) in self._fn.batches():
+            total += self._products(self._graphs(inputs, targets, weight), vectors)
+        return total
+
+
+def hessian(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None, mode: Mode = "eval",
+            dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+            backend: Backend = "double_backward", process_group: Any = None) -> HessianOperator:
+    """The Hessian ``H = d^2 L / d theta^2`` of the mean loss over ``data`` as a lazy operator.
+
+    ``L = sum_b n_b loss_fn(model(x_b), y_b) / N`` (batch means weighted by batch sizes).
+    ``params`` selects parameters (:func:`theorylab._params.select_parameters`; default all that
+    require grad); ``mode`` is the train/eval mode used ("eval", "train" or "keep"); ``dtype`` and
+    ``device`` choose where to compute, on copies (default: those of the first selected
+    parameter).  ``backend="double_backward"`` differentiates the gradient graph once more
+    (Pearlmutter 1994), the graph being cached when ``data`` is one batch;
+    ``"forward_over_reverse"`` uses ``torch.func.jvp(torch.func.grad(L))``.  ``process_group``: a
+    ``torch.distributed`` group over which ``data`` is sharded; products are all-reduced so every
+    rank gets the full-data Hessian (all ranks must call every product together).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    fn = _ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device,
+                        process_group=process_group)
+    return HessianOperator(fn, backend)
+
+
+def ggn(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None, mode: Mode = "eval",
+        dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+        process_group: Any = None) -> GGNOperator:
+    """The generalised Gauss-Newton matrix ``G = sum_b n_b J_b^T H_b J_b / N`` as a lazy operator.
+
+    ``J_b`` is the Jacobian of the model outputs on batch ``b`` in the selected parameters and
+    ``H_b`` the Hessian of ``loss_fn`` in those outputs (Schraudolph 2002; Martens 2020, Sec. 8).
+    ``G`` is positive semi-definite when the loss is convex in the outputs (MSE, cross-entropy)
+    and equals the Hessian when the model is linear in its parameters.  Products use a Jacobian-
+    vector product (double backward through ``J^T u``), an output-space Hessian-vector product and
+    a vector-Jacobian product.  Options as in :func:`hessian`.
+    """
+    fn = _ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device,
+                        process_group=process_group)
+    return GGNOperator(fn)
