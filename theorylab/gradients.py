@@ -1,0 +1,478 @@
+"""Gradient statistics: per-example gradients, coherence, diversity, noise scale, SNR, group
+cosines and distance from initialisation.
+
+Notation: ``g_i`` the gradient of example ``i``'s loss, ``m`` examples, ``gbar = (1/m) sum_i g_i``.
+
+* **m-coherence** (Chatterjee & Zielinski 2022, "On the generalization mystery in deep learning",
+  Sec. 3): ``alpha_m = ||sum_i g_i||^2 / sum_i ||g_i||^2``: ``m`` for identical gradients, 1 for
+  orthogonal ones, below 1 when they cancel.  Its normalised, unbiased form
+  ``alpha = (alpha_m - 1) / (m - 1)`` estimates ``E[g . g'] / E[g . g] = |G|^2 / (|G|^2 + tr Sigma)``.
+* **Gradient diversity** (Yin et al. 2018, AISTATS, Def. 1): ``sum_i ||g_i||^2 / ||sum_i g_i||^2 = 1 / alpha_m``.
+* **Gradient noise scale** (McCandlish, Kaplan, Amodei et al. 2018, "An empirical model of
+  large-batch training", Eq. 2.8 and App. A.1): ``B_simple = tr(Sigma) / |G|^2`` with the unbiased
+  two-batch estimates ``|G|^2 ~ (B |G_B|^2 - b |G_b|^2) / (B - b)`` and
+  ``tr Sigma ~ (|G_b|^2 - |G_B|^2) / (1/b - 1/B)``, averaged over many pairs before the ratio.
+  From per-example gradients (``b = 1``, ``B = m``) the same estimates give, on the same sample,
+  exactly ``alpha = 1 / (1 + B_simple)``.
+* **Gradient signal-to-noise** per parameter (Liu et al. 2020, ICLR, "Understanding why neural
+  networks generalize well through GSNR of parameters", Eq. 2): ``r_j = gbar_j^2 / var_j(g)``
+  with the unbiased variance over examples.
+* **Distance from initialisation** ``||w_t - w_0||`` (Hoffer, Hubara & Soudry 2017, "Train longer,
+  generalize better", Sec. 4: it grows like ``log t``).
+
+Per-example gradients use ``torch.func`` (``vmap`` over ``grad`` of a ``functional_call``), in chunks;
+the statistics over a data set are streaming sums, so memory is ``O(P)`` plus one chunk.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from theorylab._params import ParamSpec, select_parameters
+from theorylab._state import Mode, preserved
+from theorylab.batches import Batch, Data, batch_size as size_of, iter_batches, move_batch
+from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
+from theorylab.provenance import Stopwatch, make_meta
+from theorylab.representations import RankResult, _ranks_from_singular_values
+from theorylab.results import Result, result_class
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-example gradients
+# ---------------------------------------------------------------------------------------------
+def _device_of(model: nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _check_chunk(chunk_size: int) -> None:
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+
+
+def _per_example_fn(model: nn.Module, loss_fn: LossFn, names: list[str]) -> Callable[..., Tensor]:
+    """``f(params, x, y) -> (n, P)`` flat per-example gradients of ``loss_fn(model(x_i), y_i)``."""
+    state = {**{n: p.detach() for n, p in model.named_parameters()}, **dict(model.named_buffers())}
+
+    def loss_one(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        out = functional_call(model, {**state, **params}, (x.unsqueeze(0),))
+        loss = loss_fn(out, y.unsqueeze(0))
+        if loss.dim() != 0:
+            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+        return loss
+
+    per_example = vmap(grad(loss_one), in_dims=(None, 0, 0))
+
+    def flat(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        grads = per_example(params, x, y)
+        return torch.cat([grads[n].reshape(len(x), -1) for n in names], dim=1)
+
+    return flat
+
+
+def _stream_per_example(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec, chunk_size: int,
+                        mode: Mode) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield ``(per-example gradients (n, P), targets)`` chunk by chunk, the model left untouched."""
+    _check_chunk(chunk_size)
+    chosen = select_parameters(model, params)
+    names = list(chosen)
+    device = _device_of(model)
+    with preserved(model, mode=mode):
+        fn = _per_example_fn(model, loss_fn, names)
+        detached = {n: p.detach() for n, p in chosen.items()}
+        for batch in iter_batches(data):
+            x, y = move_batch(batch, device)
+            if not isinstance(x, Tensor):
+                raise ValueError("per-example gradients need tensor inputs (not a tuple of tensors)")
+            for start in range(0, size_of(batch), chunk_size):
+                yield fn(detached, x[start:start + chunk_size], y[start:start + chunk_size]), y[start:start + chunk_size]
+
+
+def per_example_gradients(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
+                          chunk_size: int = 256, mode: Mode = "eval") -> Tensor:
+    """The ``(N, P)`` matrix of per-example gradients ``g_i = grad loss_fn(model(x_i), y_i)``.
+
+    Columns follow the order of :func:`theorylab._params.select_parameters` (each parameter
+    flattened).  ``loss_fn`` is the usual batch-mean loss, evaluated on one example at a time.
+    Memory is ``N x P``: for statistics over large data use :func:`gradient_statistics`.
+    """
+    parts = [g for g, _ in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size,
+                                               mode=mode)]
+    if not parts:
+        raise ValueError("data is empty: it holds no samples")
+    return torch.cat(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Coherence, diversity, noise scale and SNR from streaming sums
+# ---------------------------------------------------------------------------------------------
+@result_class
+class GradientStatistics(Result):
+    """Statistics of the per-example gradients of ``num_examples`` examples (module docstring).
+
+    ``coherence`` is ``alpha_m``; ``normalized_coherence = (alpha_m - 1)/(m - 1)``; ``diversity =
+    1/alpha_m``; ``grad_norm_sq`` and ``trace_cov`` are the unbiased estimates of ``|G|^2`` and
+    ``tr Sigma`` (``b = 1``, ``B = m``); ``noise_scale = trace_cov / grad_norm_sq`` (can be negative
+    or infinite when ``|G|^2`` is not resolved from the sample); ``snr_by_parameter`` is the mean
+    GSNR over the entries of each parameter (entries with zero variance left out).
+    """
+
+    num_examples: int
+    coherence: float
+    normalized_coherence: float
+    diversity: float
+    mean_gradient_norm_sq: float
+    mean_example_norm_sq: float
+    grad_norm_sq: float
+    trace_cov: float
+    noise_scale: float
+    snr_by_parameter: dict[str, float]
+
+    def plot(self, ax: Any = None) -> Any:
+        ax = axes_or_new(ax)
+        names = list(self.snr_by_parameter)
+        ax.bar(range(len(names)), [self.snr_by_parameter[n] for n in names], color=MEASURED)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_ylabel("mean GSNR")
+        ax.set_title(f"alpha_m = {self.coherence:.3g} over m = {self.num_examples}")
+        return ax
+
+
+class _Sums:
+    """Streaming sums of per-example gradients: ``sum g``, ``sum g^2`` (entrywise), ``sum ||g||^2``."""
+
+    def __init__(self) -> None:
+        self.total: Tensor | None = None
+        self.squares: Tensor | None = None
+        self.norms_sq = 0.0
+        self.count = 0
+
+    def add(self, g: Tensor) -> None:
+        g = g.to(torch.float64)
+        if not torch.isfinite(g).all():
+            raise ValueError("per-example gradients are not finite (NaN or infinite loss or inputs)")
+        if self.total is None or self.squares is None:
+            self.total, self.squares = g.sum(0), g.pow(2).sum(0)
+        else:
+            self.total += g.sum(0)
+            self.squares += g.pow(2).sum(0)
+        self.norms_sq += float(g.pow(2).sum())
+        self.count += len(g)
+
+
+def _statistics_from_sums(sums: _Sums, names: list[str], sizes: list[int], meta: dict[str, Any]) -> GradientStatistics:
+    m = sums.count
+    if m < 2 or sums.total is None or sums.squares is None:
+        raise ValueError(f"gradient statistics need at least 2 examples, got {m}")
+    total_sq = float(sums.total.pow(2).sum())
+    if sums.norms_sq == 0:
+        raise ValueError("every per-example gradient is zero: coherence is undefined")
+    coherence = total_sq / sums.norms_sq
+    mean_sq = total_sq / m ** 2
+    example_sq = sums.norms_sq / m
+    trace_cov = (example_sq - mean_sq) * m / (m - 1)  # (1/(m-1)) sum_i ||g_i - gbar||^2
+    grad_sq = mean_sq - trace_cov / m  # = (m |gbar|^2 - |g_i|^2 avg) / (m - 1), the two-batch form
+    noise = trace_cov / grad_sq if grad_sq != 0 else math.copysign(math.inf, trace_cov)
+    mean = sums.total / m
+    var = (sums.squares / m - mean.pow(2)) * m / (m - 1)
+    snr: dict[str, float] = {}
+    offset = 0
+    for name, size in zip(names, sizes):
+        v, mu = var[offset:offset + size], mean[offset:offset + size]
+        ok = v > 1e-30 * (mu.pow(2) + 1e-300)
+        snr[name] = float((mu[ok].pow(2) / v[ok]).mean()) if ok.any() else math.nan
+        offset += size
+    return GradientStatistics(num_examples=m, coherence=coherence, normalized_coherence=(coherence - 1) / (m - 1),
+                              diversity=1.0 / coherence if coherence > 0 else math.inf,
+                              mean_gradient_norm_sq=mean_sq, mean_example_norm_sq=example_sq, grad_norm_sq=grad_sq,
+                              trace_cov=trace_cov, noise_scale=noise, snr_by_parameter=snr, meta=meta)
+
+
+def gradient_statistics(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
+                        chunk_size: int = 256, mode: Mode = "eval") -> GradientStatistics:
+    """m-coherence, diversity, ``B_simple`` and GSNR over all examples of ``data`` with O(P) memory.
+
+    Per-example gradients are computed ``chunk_size`` at a time and folded into running sums
+    (``sum g``, ``sum g^2`` entrywise and ``sum ||g||^2``), then discarded.
+    """
+    chosen = select_parameters(model, params)
+    sums = _Sums()
+    with Stopwatch() as watch:
+        for g, _ in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode):
+            sums.add(g)
+    if sums.count == 0:
+        raise ValueError("data is empty: it holds no samples")
+    meta = make_meta(dtype=torch.float64, mode=mode, num_gradients=sums.count, wall_time_s=round(watch.seconds, 4))
+    return _statistics_from_sums(sums, list(chosen), [p.numel() for p in chosen.values()], meta)
+
+
+def coherence(gradients: Tensor) -> float:
+    """``alpha_m = ||sum_i g_i||^2 / sum_i ||g_i||^2`` of the rows of an ``(m, P)`` gradient matrix."""
+    if not isinstance(gradients, Tensor) or gradients.dim() != 2 or len(gradients) < 1:
+        raise ValueError("gradients must be an (m, P) tensor with m >= 1")
+    if not torch.isfinite(gradients).all():
+        raise ValueError("gradients contain NaN or infinite values")
+    g = gradients.to(torch.float64)
+    denominator = float(g.pow(2).sum())
+    if denominator == 0:
+        raise ValueError("every gradient is zero: coherence is undefined")
+    return float(g.sum(0).pow(2).sum()) / denominator
+
+
+def per_parameter_snr(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
+                      chunk_size: int = 256, mode: Mode = "eval") -> dict[str, Tensor]:
+    """GSNR ``gbar_j^2 / var_j`` of every parameter entry, shaped like the parameters (inf where var = 0)."""
+    chosen = select_parameters(model, params)
+    sums = _Sums()
+    for g, _ in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode):
+        sums.add(g)
+    if sums.count < 2 or sums.total is None or sums.squares is None:
+        raise ValueError(f"GSNR needs at least 2 examples, got {sums.count}")
+    m = sums.count
+    mean = sums.total / m
+    var = ((sums.squares / m - mean.pow(2)) * m / (m - 1)).clamp_min(0)
+    ratio = mean.pow(2) / var
+    out, offset = {}, 0
+    for name, p in chosen.items():
+        out[name] = ratio[offset:offset + p.numel()].reshape(p.shape)
+        offset += p.numel()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The two-batch noise-scale estimator
+# ---------------------------------------------------------------------------------------------
+@result_class
+class NoiseScale(Result):
+    """``B_simple = tr Sigma / |G|^2`` from ``num_pairs`` two-batch estimates (McCandlish et al. 2018).
+
+    ``grad_norm_sq`` and ``trace_cov`` are averages of the per-pair unbiased estimates (kept in
+    ``pair_grad_norm_sq`` / ``pair_trace_cov``); ``b_simple`` is their ratio and ``b_simple_stderr``
+    its delta-method standard error over pairs.
+    """
+
+    b_simple: float
+    b_simple_stderr: float
+    grad_norm_sq: float
+    trace_cov: float
+    small_batch: int
+    big_batch: int
+    num_pairs: int
+    pair_grad_norm_sq: np.ndarray
+    pair_trace_cov: np.ndarray
+
+    def plot(self, ax: Any = None) -> Any:
+        ax = axes_or_new(ax)
+        pairs = np.arange(1, self.num_pairs + 1)
+        running = np.cumsum(self.pair_trace_cov) / np.maximum(np.cumsum(self.pair_grad_norm_sq), 1e-300)
+        ax.plot(pairs, running, color=MEASURED, label="running B_simple")
+        ax.axhline(self.b_simple, color=PREDICTED, ls="--", label=f"B_simple = {self.b_simple:.3g}")
+        ax.set_xlabel("pairs averaged")
+        ax.legend()
+        return ax
+
+
+def _batch_gradient(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, params: dict[str, Tensor],
+                    state: dict[str, Tensor]) -> Tensor:
+    def loss(p: dict[str, Tensor]) -> Tensor:
+        return loss_fn(functional_call(model, {**state, **p}, (x,)), y)
+
+    grads = grad(loss)(params)
+    return torch.cat([grads[n].reshape(-1) for n in params]).to(torch.float64)
+
+
+def gradient_noise_scale(model: nn.Module, loss_fn: LossFn, data: Batch, *, small_batch: int, big_batch: int,
+                         num_pairs: int = 20, replacement: bool = True, params: ParamSpec = None,
+                         seed: int = 0, mode: Mode = "eval") -> NoiseScale:
+    """The simple noise scale from pairs of batch sizes ``b = small_batch < B = big_batch``.
+
+    Each pair draws ``B`` examples of ``data`` (one ``(x, y)`` batch; i.i.d. with ``replacement``,
+    which makes the estimates unbiased for the data's own distribution), splits them into
+    ``B/b`` small batches, and forms ``|G_B|^2`` and the average ``|G_b|^2`` of the small batches.
+    Indices come from a CPU generator seeded by ``seed``.
+    """
+    if not (isinstance(small_batch, int) and isinstance(big_batch, int) and 1 <= small_batch < big_batch):
+        raise ValueError(f"need integers 1 <= small_batch < big_batch, got {small_batch}, {big_batch}")
+    if big_batch % small_batch:
+        raise ValueError(f"big_batch ({big_batch}) must be a multiple of small_batch ({small_batch})")
+    if num_pairs < 1:
+        raise ValueError(f"num_pairs must be >= 1, got {num_pairs}")
+    batches = list(iter_batches(data))
+    if len(batches) != 1:
+        raise ValueError("gradient_noise_scale samples from one (inputs, targets) batch; concatenate the data")
+    x_all, y_all = move_batch(batches[0], _device_of(model))
+    n = len(y_all)
+    if not replacement and big_batch > n:
+        raise ValueError(f"big_batch={big_batch} exceeds the {n} examples (sampling without replacement)")
+    chosen = select_parameters(model, params)
+    generator = torch.Generator().manual_seed(seed)
+    k = big_batch // small_batch
+    g2_pairs, tr_pairs = [], []
+    with Stopwatch() as watch, preserved(model, mode=mode):
+        state = {**{nm: p.detach() for nm, p in model.named_parameters()}, **dict(model.named_buffers())}
+        detached = {nm: p.detach() for nm, p in chosen.items()}
+        for _ in range(num_pairs):
+            idx = (torch.randint(n, (big_batch,), generator=generator) if replacement
+                   else torch.randperm(n, generator=generator)[:big_batch]).to(y_all.device)
+            small = [_batch_gradient(model, loss_fn, x_all[idx[j * small_batch:(j + 1) * small_batch]],
+                                     y_all[idx[j * small_batch:(j + 1) * small_batch]], detached, state)
+                     for j in range(k)]
+            big_sq = float(torch.stack(small).mean(0).pow(2).sum())  # G_B = mean of its small batches
+            small_sq = float(np.mean([float(s.pow(2).sum()) for s in small]))
+            g2_pairs.append((big_batch * big_sq - small_batch * small_sq) / (big_batch - small_batch))
+            tr_pairs.append((small_sq - big_sq) / (1.0 / small_batch - 1.0 / big_batch))
+    g2, tr = np.array(g2_pairs), np.array(tr_pairs)
+    if not (np.all(np.isfinite(g2)) and np.all(np.isfinite(tr))):
+        raise ValueError("batch gradients are not finite")
+    g2_mean, tr_mean = float(g2.mean()), float(tr.mean())
+    b = tr_mean / g2_mean if g2_mean != 0 else math.copysign(math.inf, tr_mean)
+    stderr = (float(np.std(tr - b * g2, ddof=1) / math.sqrt(num_pairs) / abs(g2_mean))
+              if num_pairs > 1 and math.isfinite(b) else math.nan)
+    return NoiseScale(b_simple=b, b_simple_stderr=stderr, grad_norm_sq=g2_mean, trace_cov=tr_mean,
+                      small_batch=small_batch, big_batch=big_batch, num_pairs=num_pairs, pair_grad_norm_sq=g2,
+                      pair_trace_cov=tr, meta=make_meta(seed=seed, mode=mode, dtype=torch.float64,
+                                                        num_gradients=num_pairs * k,
+                                                        wall_time_s=round(watch.seconds, 4)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cosines between the gradients of groups of examples
+# ---------------------------------------------------------------------------------------------
+@result_class
+class GroupCosines(Result):
+    """Cosines between the mean gradients of groups of examples (classes, domains)."""
+
+    groups: np.ndarray
+    counts: np.ndarray
+    norms: np.ndarray
+    cosines: np.ndarray
+
+    def plot(self, ax: Any = None) -> Any:
+        ax = axes_or_new(ax)
+        image = ax.imshow(self.cosines, vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set_xticks(range(len(self.groups)), self.groups)
+        ax.set_yticks(range(len(self.groups)), self.groups)
+        ax.figure.colorbar(image, ax=ax, label="cosine of mean gradients")
+        ax.grid(False)
+        return ax
+
+
+def group_gradient_cosines(model: nn.Module, loss_fn: LossFn, data: Data, *, groups: Tensor | None = None,
+                           params: ParamSpec = None, chunk_size: int = 256, mode: Mode = "eval") -> GroupCosines:
+    """Cosine matrix of ``G_k = mean_{i in group k} g_i`` (memory: groups x P).
+
+    ``groups`` holds one integer group id per example in the order ``data`` yields them (default:
+    the targets, i.e. the classes).  Groups with no examples are left out.
+    """
+    sums: dict[int, Tensor] = {}
+    counts: dict[int, int] = {}
+    offset = 0
+    for g, y in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode):
+        if groups is None:
+            ids = y
+        else:
+            ids = groups[offset:offset + len(g)]
+            if len(ids) != len(g):
+                raise ValueError(f"groups has {len(groups)} entries but data has more examples")
+        if ids.dtype.is_floating_point or ids.dim() != 1:
+            raise ValueError("group ids must be a 1-D integer tensor (class labels or domain ids)")
+        offset += len(g)
+        g = g.to(torch.float64)
+        for k in torch.unique(ids).tolist():
+            mask = (ids == k).to(g.device)
+            sums[k] = sums.get(k, 0) + g[mask].sum(0)
+            counts[k] = counts.get(k, 0) + int(mask.sum())
+    if groups is not None and offset != len(groups):
+        raise ValueError(f"groups has {len(groups)} entries but data has {offset} examples")
+    if len(sums) < 2:
+        raise ValueError("need at least 2 groups to compare gradients")
+    keys = sorted(sums)
+    means = torch.stack([sums[k] / counts[k] for k in keys])
+    norms = means.norm(dim=1)
+    unit = means / norms.clamp_min(1e-300)[:, None]
+    return GroupCosines(groups=np.array(keys), counts=np.array([counts[k] for k in keys]),
+                        norms=norms.cpu().numpy(), cosines=(unit @ unit.T).cpu().numpy(),
+                        meta=make_meta(dtype=torch.float64, mode=mode, num_gradients=offset))
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranks of gradients, distance from initialisation
+# ---------------------------------------------------------------------------------------------
+def gradient_ranks(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
+                   chunk_size: int = 256, mode: Mode = "eval") -> RankResult:
+    """Effective and stable rank of the ``(N, P)`` per-example gradient matrix (via its N x N Gram)."""
+    g = per_example_gradients(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode)
+    g = g.to(torch.float64)
+    if not torch.isfinite(g).all():
+        raise ValueError("per-example gradients are not finite")
+    eig = torch.linalg.eigvalsh(g @ g.T).flip(0).clamp_min(0).cpu().numpy()
+    sigma = np.sqrt(eig)
+    effective, stable = _ranks_from_singular_values(sigma)
+    return RankResult(effective_rank=effective, stable_rank=stable, singular_values=sigma, shape=tuple(g.shape),
+                      meta=make_meta(dtype=torch.float64, mode=mode))
+
+
+def parameter_snapshot(model: nn.Module, *, params: ParamSpec = None) -> dict[str, Tensor]:
+    """Independent copies (``clone``, not ``detach``) of the selected parameters."""
+    return {n: p.detach().clone() for n, p in select_parameters(model, params).items()}
+
+
+def distance_from_init(model: nn.Module, initial: dict[str, Tensor]) -> float:
+    """``||w - w_0||_2`` over the parameters named in ``initial`` (from :func:`parameter_snapshot`)."""
+    current = dict(model.named_parameters())
+    missing = [n for n in initial if n not in current]
+    if missing:
+        raise ValueError(f"the model has no parameters {missing}")
+    total = 0.0
+    for name, w0 in initial.items():
+        w = current[name].detach()
+        if w.shape != w0.shape:
+            raise ValueError(f"parameter {name!r} has shape {tuple(w.shape)}, the snapshot {tuple(w0.shape)}")
+        total += float((w.to(torch.float64) - w0.to(device=w.device, dtype=torch.float64)).pow(2).sum())
+    return math.sqrt(total)
+
+
+# ---------------------------------------------------------------------------------------------
+# Monitors for theorylab.train
+# ---------------------------------------------------------------------------------------------
+def coherence_monitor(loss_fn: LossFn, data: Data, *, name: str = "gradients", every: int = 1,
+                      params: ParamSpec = None, chunk_size: int = 256):
+    """Monitor of ``coherence``, ``normalized_coherence``, ``noise_scale`` and ``diversity`` over ``data``."""
+    from theorylab.train import Monitor
+
+    def measure(model: nn.Module, step: int) -> dict[str, float]:
+        s = gradient_statistics(model, loss_fn, data, params=params, chunk_size=chunk_size, mode="keep")
+        return {"coherence": s.coherence, "normalized_coherence": s.normalized_coherence,
+                "noise_scale": s.noise_scale, "diversity": s.diversity}
+
+    return Monitor(name, measure, every)
+
+
+def noise_scale_monitor(loss_fn: LossFn, data: Batch, *, small_batch: int, big_batch: int, num_pairs: int = 20,
+                        name: str = "b_simple", every: int = 1, seed: int = 0):
+    """Monitor of the two-batch ``B_simple`` (and its standard error)."""
+    from theorylab.train import Monitor
+
+    def measure(model: nn.Module, step: int) -> dict[str, float]:
+        r = gradient_noise_scale(model, loss_fn, data, small_batch=small_batch, big_batch=big_batch,
+                                 num_pairs=num_pairs, seed=seed + step, mode="keep")
+        return {"value": r.b_simple, "stderr": r.b_simple_stderr}
+
+    return Monitor(name, measure, every)
+
+
+def distance_monitor(model: nn.Module, *, name: str = "distance_from_init", every: int = 1, params: ParamSpec = None):
+    """Monitor of ``||w_t - w_0||``; the snapshot ``w_0`` is taken now, when the monitor is made."""
+    from theorylab.train import Monitor
+
+    initial = parameter_snapshot(model, params=params)
+    return Monitor(name, lambda m, step: distance_from_init(m, initial), every)
