@@ -43,21 +43,24 @@ class SweepResult(Result):
         """
         import pandas as pd
 
+        configs = [flatten(r["config"], keep_lists=True) for r in self.records]
+        results = [flatten(_encode(r["result"])) if r["result"] is not None else {} for r in self.records]
+        config_columns = list(dict.fromkeys(c for config in configs for c in config))
+        taken = set(config_columns) | set(RESERVED)
         rows = []
-        for record in self.records:
-            row: dict[str, Any] = {"key": record["key"]}
-            row.update(flatten(record["config"], keep_lists=True))
-            row["status"] = record["status"]
-            taken = set(row) | set(RESERVED)
-            for name, value in flatten(_encode(record["result"]) if record["result"] is not None else {}).items():
-                row[f"result.{name}" if name in taken else name] = value
+        for record, config, result in zip(self.records, configs, results):
             error = record["error"]
-            row["error"] = error.strip().splitlines()[-1] if error else None
-            row["wall_time_s"] = record["wall_time_s"]
-            rows.append(row)
-        frame = pd.DataFrame(rows)
-        tail = [c for c in ("error", "wall_time_s") if c in frame.columns]
-        return frame[[c for c in frame.columns if c not in tail] + tail]
+            rows.append({"key": record["key"], **config, "status": record["status"],
+                         **{f"result.{k}" if k in taken else k: v for k, v in result.items()},
+                         "error": error.strip().splitlines()[-1] if error else None,
+                         "wall_time_s": record["wall_time_s"]})
+        result_columns = list(dict.fromkeys(c for row in rows for c in row
+                                            if c not in taken and c not in config_columns))
+        return pd.DataFrame(rows, columns=["key", *config_columns, "status", *result_columns, "error",
+                                           "wall_time_s"])
+
+    def _repr_html_(self) -> str:
+        return f"<p>{self!r}</p>" + self.table()._repr_html_()
 
 
 def flatten(value: dict[str, Any], prefix: str = "", *, keep_lists: bool = False) -> dict[str, Any]:

@@ -52,7 +52,8 @@ from theorylab.sweep.store import CorruptRecord, Store, canonical_json, run_key,
 
 ExecutorSpec = Literal["serial", "processes"] | Executor
 WORKER_DIED = ("the worker process running this configuration died, twice, the second time running "
-               "alone (killed by a signal, out of memory, or a crash in native code); no Python "
+               "alone (killed by a signal, out of memory, a crash in native code, or a worker that could "
+               "not start: a script must guard its sweep with `if __name__ == '__main__':`); no Python "
                "traceback exists")
 
 
@@ -125,7 +126,7 @@ def run_task(task: Task) -> dict[str, Any]:
             result, error = _encode_result(task.fn(task.config)), None
         except Exception:  # noqa: BLE001 -- a failing run is recorded, the sweep goes on
             result, error = None, traceback.format_exc()
-    record = _record(task, "failed" if error else "ok", result, error, watch.seconds)
+    record = _as_stored(_record(task, "failed" if error else "ok", result, error, watch.seconds))
     return store.create(record) if store is not None else record
 
 
@@ -222,14 +223,14 @@ def sweep(fn: Callable[[Any], Any], configs: Sequence[Any], *, out_dir: str | os
             bar.update(record["status"])
 
         try:
-            _run(tasks, executor, workers, store, finish)
+            restarts = _run(tasks, executor, workers, store, finish)
         finally:
             bar.close()
     records = [decode_record(done[key]) for key in keys]
     meta = make_meta(sweep_id=sweep_id, code_version=version_of_code,
                      executor=executor if isinstance(executor, str) else type(executor).__name__,
                      max_workers=workers, computed=len(tasks), reused=len(keys) - len(tasks),
-                     recovered=recovered, wall_time_s=round(watch.seconds, 3))
+                     recovered=recovered, worker_restarts=restarts, wall_time_s=round(watch.seconds, 3))
     return SweepResult(records=records, out_dir=None if store is None else str(store.root), meta=meta)
 
 
@@ -318,15 +319,16 @@ def _stored_runs(store: Store, keys: list[str], rerun_failed: bool) -> tuple[dic
 
 
 def _run(tasks: list[Task], spec: ExecutorSpec, workers: int | None, store: Store | None,
-         finish: Callable[[dict[str, Any]], None]) -> None:
-    """Submit the tasks, at most ``workers`` in flight, and hand each record to ``finish``.
+         finish: Callable[[dict[str, Any]], None]) -> int:
+    """Submit the tasks, at most ``workers`` in flight, hand each record to ``finish``; return the
+    number of times the process pool was replaced.
 
     When a worker of our process pool dies, the pool is replaced and the runs it took down become
     suspects, retried one at a time: a suspect whose worker dies again while it runs alone is
     recorded as failed (:data:`WORKER_DIED`), so one run that kills its worker cannot stop the sweep.
     """
     if not tasks:
-        return
+        return 0
     restartable = spec == "processes"
     if spec == "serial":
         executor: Executor = SerialExecutor()
@@ -338,6 +340,7 @@ def _run(tasks: list[Task], spec: ExecutorSpec, workers: int | None, store: Stor
     window = workers or len(tasks)
     pending, inflight = deque(tasks), {}
     suspects: set[str] = set()
+    restarts = 0
     try:
         while pending or inflight:
             while pending and len(inflight) < (1 if suspects else window):
@@ -358,6 +361,7 @@ def _run(tasks: list[Task], spec: ExecutorSpec, workers: int | None, store: Stor
                 inflight.clear()
                 executor.shutdown(wait=True)
                 executor = process_pool(workers or 1)
+                restarts += 1
                 alone = len(lost) == 1 and lost[0].key in suspects
                 for task in reversed(lost):
                     stored = _read_valid(store, task.key)
@@ -372,7 +376,8 @@ def _run(tasks: list[Task], spec: ExecutorSpec, workers: int | None, store: Stor
             executor.shutdown(wait=False, cancel_futures=True)
         raise
     if spec == "serial" or restartable:
-        executor.shutdown(wait=True)
+        executor.shutdown(wait=False)  # every run is back; idle workers exit on their own
+    return restarts
 
 
 def _outcome(future: Future, task: Task, store: Store | None, restartable: bool) -> dict[str, Any] | None:
@@ -394,8 +399,13 @@ def _outcome(future: Future, task: Task, store: Store | None, restartable: bool)
 
 
 def _store_failure(task: Task, error: str, store: Store | None) -> dict[str, Any]:
-    record = _record(task, "failed", None, error, None)
+    record = _as_stored(_record(task, "failed", None, error, None))
     return store.create(record) if store is not None else record
+
+
+def _as_stored(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as a store would give it back (keys sorted), so memory and disk sweeps agree."""
+    return json.loads(canonical_json(record))
 
 
 def _read_valid(store: Store | None, key: str) -> dict[str, Any] | None:

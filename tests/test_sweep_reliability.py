@@ -1,0 +1,163 @@
+"""Reliability of sweeps under real failures: SIGKILL of the sweep or of a worker, concurrent sweeps.
+
+Each test compares with an uninterrupted in-memory serial sweep of the same configurations (the
+wall time, which no two runs share, is the only column left out), and checks the store directly:
+finished records byte-identical, one record and one "ok" journal entry per run, no recomputation.
+"""
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweep_workloads import numpy_run, read_calls
+from theorylab.sweep import code_version, grid, sweep, sweep_status
+from theorylab.sweep.runner import WORKER_DIED
+from theorylab.sweep.store import run_key
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "sweep_workloads.py"
+
+
+def _configs(seeds):
+    return grid(seed=list(seeds), n=[32], sleep=[0.15])
+
+
+def _reference(configs):
+    return sweep(numpy_run, configs, progress=False).table().drop(columns="wall_time_s")
+
+
+def _snapshot(out):
+    return {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
+
+
+def _ok_events(out):
+    lines = (out / "index.jsonl").read_text().splitlines()
+    return collections.Counter(json.loads(line)["key"] for line in lines if json.loads(line)["event"] == "ok")
+
+
+def _wait_for(predicate, timeout, proc=None):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the sweep process ended early:\n{proc.stdout.read()}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the sweep")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def calls_log(tmp_path, monkeypatch):
+    path = tmp_path / "calls.log"
+    monkeypatch.setenv("SWEEP_CALLS_LOG", str(path))
+    return path
+
+
+def test_sigkill_of_the_whole_sweep_then_resume_loses_and_repeats_nothing(tmp_path, calls_log):
+    seeds, out = range(12), tmp_path / "store"
+    configs = _configs(seeds)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "processes", "2", *map(str, seeds)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    rng = random.Random()
+    target, delay = rng.randint(2, 8), rng.uniform(0.0, 0.15)  # a random moment inside the sweep
+    try:
+        _wait_for(lambda: len(list((out / "runs").glob("*.json"))) >= target, 60, proc)
+        time.sleep(delay)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker processes, no clean-up possible
+        proc.wait()
+    time.sleep(0.2)
+    before = _snapshot(out)
+    moment = f"killed after {target} records + {delay:.3f} s, {len(before)} records on disk"
+    assert proc.returncode == -signal.SIGKILL and 2 <= len(before) < len(seeds), moment
+
+    resumed = sweep(numpy_run, configs, out_dir=out, progress=False)
+
+    after = _snapshot(out)
+    assert all(after[name] == data for name, data in before.items()), moment  # byte-identical
+    assert len(after) == len(seeds) and set(after) == {f"{r['key']}.json" for r in resumed.records}
+    assert resumed.meta["reused"] == len(before) and resumed.meta["computed"] == len(seeds) - len(before)
+    assert max(_ok_events(out).values()) == 1, moment  # each run stored once
+    calls = collections.Counter(c for c, _ in read_calls(calls_log))
+    for record in resumed.records:
+        count = calls[json.dumps(record["config"], sort_keys=True)]
+        assert count == 1 if f"{record['key']}.json" in before else count >= 1, moment
+    pd.testing.assert_frame_equal(resumed.table().drop(columns="wall_time_s"), _reference(configs))
+
+
+def test_sigkill_of_one_worker_is_survived_without_losing_or_repeating_runs(tmp_path, calls_log):
+    seeds, out = range(8), tmp_path / "store"
+    configs = _configs(seeds)
+    target = random.Random().randint(1, 5)
+    killed, before = [], {}
+    version = code_version(numpy_run)
+    key_of = {json.dumps(c, sort_keys=True): run_key(c, version) for c in configs}
+
+    def kill_a_worker():
+        _wait_for(lambda: len(list((out / "runs").glob("*.json"))) >= target, 60)
+        stored = {p.stem for p in (out / "runs").glob("*.json")}
+        running = [pid for c, pid in read_calls(calls_log) if key_of[c] not in stored]
+        pid = running[-1] if running else read_calls(calls_log)[-1][1]
+        before.update(_snapshot(out))
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    res = sweep(numpy_run, configs, out_dir=out, executor="processes", max_workers=2, progress=False)
+    killer.join()
+
+    assert killed and res.meta["worker_restarts"] >= 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed[0], 0)  # the worker really is gone
+    after = _snapshot(out)
+    assert all(after[name] == data for name, data in before.items())
+    assert len(after) == len(seeds) and max(_ok_events(out).values()) == 1
+    assert all(r["status"] == "ok" for r in res.records)
+    pd.testing.assert_frame_equal(res.table().drop(columns="wall_time_s"), _reference(configs))
+
+
+def test_a_run_that_kills_its_worker_is_recorded_as_failed_and_the_others_finish(tmp_path, calls_log):
+    configs = grid(seed=[0, 1, 2, 4], n=[16]) + [{"seed": 5, "n": 16, "die": True}]
+    res = sweep(numpy_run, configs, out_dir=tmp_path, executor="processes", max_workers=2, progress=False)
+    (failed,) = res.failed
+    assert failed["config"]["die"] and failed["error"] == WORKER_DIED
+    assert [r["status"] for r in res.records[:4]] == ["ok"] * 4
+    pd.testing.assert_frame_equal(res.table().iloc[:4].drop(columns=["wall_time_s", "die", "error"]),
+                                  _reference(configs[:4]).drop(columns="error"))
+    dies = [c for c, _ in read_calls(calls_log) if '"die": true' in c]
+    assert len(dies) == 2  # once among others, once alone: then it is the culprit
+    again = sweep(numpy_run, configs, out_dir=tmp_path, executor="processes", max_workers=2, progress=False)
+    assert again.meta["computed"] == 0 and again.failed[0]["error"] == WORKER_DIED
+
+
+def test_two_concurrent_sweeps_with_different_grids_share_a_directory(tmp_path, calls_log):
+    out = tmp_path / "store"
+    seeds_a, seeds_b = list(range(0, 8)), list(range(4, 12))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, str(SCRIPT), str(out), "serial", "1", *map(str, seeds)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for seeds in (seeds_a, seeds_b)]
+    for proc in procs:
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, output
+
+    status = sweep_status(out)
+    assert sorted((s.total, s.ok, s.pending) for s in status.sweeps) == [(8, 8, 0), (8, 8, 0)]
+    assert status.records == 12 and not status.corrupt
+    assert len(_ok_events(out)) == 12 and max(_ok_events(out).values()) == 1  # no record replaced
+    for seeds in (seeds_a, seeds_b):
+        configs = _configs(seeds)
+        res = sweep(numpy_run, configs, out_dir=out, progress=False)
+        assert res.meta["computed"] == 0
+        pd.testing.assert_frame_equal(res.table().drop(columns="wall_time_s"), _reference(configs))
