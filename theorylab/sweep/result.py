@@ -39,11 +39,13 @@ class SweepResult(Result):
         ``status``, every scalar of the result (nested dicts and Results flattened to ``a.b``;
         arrays and lists are left out, they stay in :attr:`records`), ``error`` (the last line of
         the traceback) and ``wall_time_s``.  A result column whose name is taken by the configuration or by a column
-        above is prefixed with ``result.``.  Non-finite floats (a diverged loss) are kept as NaN/inf.
+        above is prefixed with ``result.``, a configuration column named like one of the four fixed
+        columns with ``config.``.  Non-finite floats (a diverged loss) are kept as NaN/inf.
         """
         import pandas as pd
 
-        configs = [flatten(r["config"], keep_lists=True) for r in self.records]
+        configs = [{f"config.{k}" if k in RESERVED else k: v for k, v in flatten(r["config"], keep_lists=True).items()}
+                   for r in self.records]
         results = [flatten(_encode(r["result"])) if r["result"] is not None else {} for r in self.records]
         config_columns = list(dict.fromkeys(c for config in configs for c in config))
         taken = set(config_columns) | set(RESERVED)

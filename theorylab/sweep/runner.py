@@ -10,7 +10,9 @@ that kills its worker again when running alone is recorded as failed.
 
 Reproducibility: before each run the global RNGs (``random``, numpy, torch) are seeded from a hash
 of the configuration, and restored afterwards, so a run gives the same result whichever executor
-runs it, in whatever order; a seed in the configuration is still the way to control it.
+runs it, in whatever order; a seed in the configuration is still the way to control it.  (Threads
+of a ``ThreadPoolExecutor`` share one set of global RNGs, so there only the configuration's own
+seeds make runs reproducible.)
 
 What invalidates a stored result: the key of a run hashes its configuration, the theorylab version,
 the function's qualified name, and the SHA-256 of the function's own source text (``inspect``) or,
