@@ -148,7 +148,7 @@ def test_one_hidden_layer_kernels_match_monte_carlo(activation):
     """With one hidden layer the finite-width expectations are exact at any width, so the Monte
     Carlo mean over independent networks must agree within its own standard error (4.5 sigma)."""
     x = _inputs()
-    sw2, sb2, width, nets = 1.7, 0.3, 64, 400
+    sw2, sb2, width, nets = 1.7, 0.3, 256, 120
     ntks, nngps = [], []
     for seed in range(nets):
         model = MLP(3, [width], 1, activation=activation, parametrization="ntk", weight_std=math.sqrt(sw2),
