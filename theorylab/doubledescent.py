@@ -1,0 +1,315 @@
+"""Double-descent sweeps: test error against model size, sample size or training time.
+
+:func:`double_descent` runs an experiment ``fn(config) -> dict`` over the values of one axis and over
+seeds (through :func:`theorylab.sweep.sweep`, so sweeps can run on processes or Slurm and resume),
+and returns a :class:`DoubleDescentResult` with the mean and spread per point, the location and
+height of the peak, and a theory curve when one is given.  The axis is the configuration key:
+
+* ``"model_size"``: parameters / features / width (model-wise double descent, Belkin et al. 2019);
+* ``"sample_size"``: number of training samples (sample-wise, Nakkiran et al. 2019);
+* ``"train_time"``: training steps (epoch-wise): the experiment receives *all* values in
+  ``config["train_time"]`` and returns the metric as a list, one entry per value (one run, measured
+  along the way).
+
+Module-level experiments (usable with ``executor="processes"``):
+
+* :func:`linear_regression_run`: isotropic linear regression, min-norm least squares or ridge
+  (Hastie et al. 2019); the metric is the exact excess risk ``|beta_hat - beta|^2``.
+* :func:`linear_gd_run`: the same regression trained by gradient descent from an initialisation of
+  a given size, measured over training time (Advani & Saxe 2017).
+* :func:`random_features_run`: ReLU random-features regression trained by gradient descent (or
+  solved exactly) -- the role of optimization in model-wise double descent (Liu & Flanigan 2023).
+* :func:`mlp_digits_run`: two-layer MLPs on the digits data with label noise (Nakkiran et al. 2019).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
+from theorylab.provenance import Stopwatch, make_meta
+from theorylab.results import Result, result_class
+
+Axis = Literal["model_size", "sample_size", "train_time"]
+AXES: tuple[str, ...] = ("model_size", "sample_size", "train_time")
+
+
+@result_class
+class DoubleDescentResult(Result):
+    """Mean and spread of ``metric`` over seeds at each value of ``axis``.
+
+    ``values`` ascending; ``per_seed[i, j]`` is seed ``seeds[i]`` at ``values[j]``; ``std`` is the sample
+    standard deviation over seeds (0 with one seed).  The peak is where the error has risen most above
+    the best error at smaller values: ``rise = max_j (mean_j - b_j) / |b_j|`` with ``b_j = min_{i <= j} mean_i`` (0 when the error
+    never goes up, and the peak is then the first value), ``peak_at`` / ``peak_height`` its location and
+    mean.  ``theory_values`` / ``theory`` is the theory curve on a fine grid (empty if none).
+    """
+
+    axis: str
+    values: np.ndarray
+    metric: str
+    mean: np.ndarray
+    std: np.ndarray
+    per_seed: np.ndarray
+    seeds: list[int]
+    peak_at: float
+    peak_height: float
+    rise: float
+    theory_values: np.ndarray
+    theory: np.ndarray
+    base: dict[str, Any]
+    extras: dict[str, np.ndarray]
+
+    def plot(self, ax: Any = None, *, logx: bool = True, label: str | None = None) -> Any:
+        """Mean +- one standard deviation over seeds; the theory curve over it; the peak marked."""
+        ax = axes_or_new(ax)
+        ax.errorbar(self.values, self.mean, yerr=self.std, fmt="o-", ms=3, capsize=2, color=MEASURED,
+                    label=label or f"measured ({len(self.seeds)} seed{'s' if len(self.seeds) > 1 else ''})")
+        if self.theory.size:
+            finite = np.isfinite(self.theory)
+            ax.plot(self.theory_values[finite], self.theory[finite], color=PREDICTED, label="theory")
+        ax.plot([self.peak_at], [self.peak_height], "v", color=MEASURED, ms=7, label=f"peak at {self.peak_at:.3g}")
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(self.axis.replace("_", " "))
+        ax.set_ylabel(self.metric.replace("_", " "))
+        ax.legend()
+        return ax
+
+
+def double_descent(fn: Callable[[dict[str, Any]], dict[str, Any]], *, axis: Axis, values: Sequence[float],
+                   base: dict[str, Any] | None = None, seeds: Sequence[int] = (0,), metric: str = "test_error",
+                   theory: Callable[[np.ndarray], np.ndarray] | None = None, extras: Sequence[str] = (),
+                   out_dir: str | None = None, executor: Any = "serial", progress: bool = False
+                   ) -> DoubleDescentResult:
+    """Run ``fn({**base, axis: value, "seed": seed})`` for every value and seed and aggregate ``metric``.
+
+    ``theory(values) -> predictions`` is evaluated on a fine grid spanning ``values`` (geometric if all
+    are positive); ``extras`` names further scalar outputs of ``fn`` to average (e.g. a condition
+    number), stored in ``extras`` as ``(num_seeds, num_values)`` arrays.  ``out_dir`` / ``executor``
+    go to :func:`theorylab.sweep.sweep` (store and resume; ``"serial"``, ``"processes"`` or an Executor).
+    """
+    from theorylab.sweep import sweep
+
+    if axis not in AXES:
+        raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
+    xs = np.sort(np.asarray(list(values), dtype=np.float64))
+    if xs.size == 0:
+        raise ValueError("values is empty: a sweep needs at least one point")
+    if not np.all(np.isfinite(xs)):
+        raise ValueError("values must be finite")
+    if len(set(xs.tolist())) != xs.size:
+        raise ValueError("values must be distinct")
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    base = dict(base or {})
+    if axis in base or "seed" in base:
+        raise ValueError(f"base must not set the swept key {axis!r} or 'seed'")
+    plain = [int(v) if float(v).is_integer() else float(v) for v in xs]
+    if axis == "train_time":
+        configs = [{**base, axis: plain, "seed": s} for s in seeds]
+    else:
+        configs = [{**base, axis: v, "seed": s} for s in seeds for v in plain]
+    with Stopwatch() as watch:
+        records = sweep(fn, configs, out_dir=out_dir, executor=executor, progress=progress).records
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(records)} runs failed; the first with config "
+                           f"{failed[0]['config']}:\n{failed[0]['error']}")
+    table = {name: _collect(records, name, len(seeds), xs.size, axis) for name in (metric, *extras)}
+    per_seed = table[metric]
+    mean = per_seed.mean(axis=0)
+    std = per_seed.std(axis=0, ddof=1) if len(seeds) > 1 else np.zeros_like(mean)
+    best = np.minimum.accumulate(mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rise = np.where(best != 0, (mean - best) / np.abs(best), np.where(mean > best, np.inf, 0.0))
+    peak = int(np.argmax(rise))
+    grid, curve = np.empty(0), np.empty(0)
+    if theory is not None:
+        lo, hi = xs.min(), xs.max()
+        grid = np.geomspace(lo, hi, 400) if lo > 0 else np.linspace(lo, hi, 400)
+        curve = np.asarray(theory(grid), dtype=np.float64)
+        if curve.shape != grid.shape:
+            raise ValueError(f"theory must map an array of {grid.size} values to as many predictions, "
+                             f"got shape {curve.shape}")
+    return DoubleDescentResult(axis=axis, values=xs, metric=metric, mean=mean, std=std, per_seed=per_seed,
+                               seeds=seeds, peak_at=float(xs[peak]), peak_height=float(mean[peak]),
+                               rise=float(rise[peak]),
+                               theory_values=grid, theory=curve, base=base,
+                               extras={k: v for k, v in table.items() if k != metric},
+                               meta=make_meta(seeds=seeds, wall_time_s=round(watch.seconds, 3),
+                                              function=getattr(fn, "__qualname__", repr(fn))))
+
+
+def _collect(records: list[dict[str, Any]], name: str, num_seeds: int, num_values: int, axis: str) -> np.ndarray:
+    """The output ``name`` of every run as a ``(num_seeds, num_values)`` array."""
+    rows = []
+    for r in records:
+        if name not in r["result"]:
+            raise ValueError(f"the experiment returned no {name!r} (it returned {sorted(r['result'])})")
+        rows.append(np.atleast_1d(np.asarray(r["result"][name], dtype=np.float64)))
+    out = np.stack(rows).reshape(num_seeds, num_values) if axis == "train_time" else \
+        np.concatenate(rows).reshape(num_seeds, num_values)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiments
+# ---------------------------------------------------------------------------------------------
+def _regression_data(n: int, p: int, n_test: int, noise: float, signal: float, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``x ~ N(0, I_p)``, ``beta`` uniform on the sphere of radius ``sqrt(signal)``, Gaussian label noise."""
+    x = rng.standard_normal((n, p))
+    beta = rng.standard_normal(p)
+    beta *= math.sqrt(signal) / np.linalg.norm(beta)
+    y = x @ beta + math.sqrt(noise) * rng.standard_normal(n)
+    return x, y, beta
+
+
+def linear_regression_run(config: dict[str, Any]) -> dict[str, float]:
+    """Isotropic linear regression: ``model_size`` = p, ``sample_size`` = n, ``noise`` = sigma^2,
+    ``signal`` = r^2 (default 1), ``ridge`` = lambda (default 0: the minimum-norm interpolator),
+    ``seed``.  Returns ``test_error`` = the exact excess risk ``|beta_hat - beta|^2`` (Hastie et al. 2019)
+    and ``train_error`` (training MSE)."""
+    p, n = int(config["model_size"]), int(config["sample_size"])
+    noise, signal, ridge = float(config.get("noise", 0.0)), float(config.get("signal", 1.0)), float(config.get("ridge", 0.0))
+    if p < 1 or n < 1 or noise < 0 or signal < 0 or ridge < 0:
+        raise ValueError(f"need model_size, sample_size >= 1 and noise, signal, ridge >= 0, got {config}")
+    x, y, beta = _regression_data(n, p, 0, noise, signal, np.random.default_rng(int(config["seed"])))
+    if ridge == 0:
+        beta_hat = np.linalg.lstsq(x, y, rcond=None)[0]  # minimum-norm solution when p > n
+    else:
+        beta_hat = np.linalg.solve(x.T @ x / n + ridge * np.eye(p), x.T @ y / n)
+    return {"test_error": float(np.sum((beta_hat - beta) ** 2)), "train_error": float(np.mean((x @ beta_hat - y) ** 2))}
+
+
+def _svd_nonzero(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thin SVD ``F = U S V^T`` restricted to the numerically nonzero singular values."""
+    u, s, vt = np.linalg.svd(features, full_matrices=False)
+    keep = s > s.max() * max(features.shape) * np.finfo(np.float64).eps
+    return u[:, keep], s[keep], vt[keep]
+
+
+def _gd_iterates(svd: tuple[np.ndarray, np.ndarray, np.ndarray], n: int, targets: np.ndarray, lr: float,
+                 steps: Sequence[int], w0: np.ndarray) -> np.ndarray:
+    u, s, vt = svd
+    target = (u.T @ targets) / s
+    start = vt @ w0
+    k = np.asarray(steps, dtype=np.float64)[:, None]
+    remaining = (1.0 - lr * s ** 2 / n)[None, :] ** k
+    coords = target[None, :] + (start - target)[None, :] * remaining
+    return w0[None, :] + (coords - start[None, :]) @ vt
+
+
+def gd_least_squares(features: np.ndarray, targets: np.ndarray, *, lr: float, steps: Sequence[int],
+                     init: np.ndarray | None = None) -> np.ndarray:
+    """Iterates of gradient descent on ``|F w - y|^2 / (2n)`` at the given step counts, shape ``(len(steps), p)``.
+
+    Computed exactly in the singular basis ``F = U S V^T``: the component along ``v_i`` moves from its
+    initial value towards the least-squares value ``u_i . y / s_i`` by the factor ``1 - (1 - lr s_i^2/n)^k``;
+    components in the null space of ``F`` keep their initial value.  (Identical to iterating
+    ``w <- w - lr F^T (F w - y) / n`` ``k`` times, up to rounding.)
+    """
+    features = np.asarray(features, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    if features.ndim != 2 or targets.shape != (features.shape[0],):
+        raise ValueError(f"need features (n, p) and targets (n,), got {features.shape} and {targets.shape}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    if len(steps) == 0 or min(steps) < 0:
+        raise ValueError("steps must be a non-empty list of step counts >= 0")
+    n, p = features.shape
+    w0 = np.zeros(p) if init is None else np.asarray(init, dtype=np.float64)
+    return _gd_iterates(_svd_nonzero(features), n, targets, lr, steps, w0)
+
+
+def linear_gd_run(config: dict[str, Any]) -> dict[str, list[float]]:
+    """Isotropic linear regression trained by GD from ``w_0 ~ N(0, init_norm2 / p I)``, measured at the
+    step counts ``train_time`` (a list).  Keys: ``model_size`` = p, ``sample_size`` = n, ``noise``,
+    ``signal``, ``init_norm2``, ``lr`` (absolute step), ``seed``.  Returns ``test_error`` (exact
+    excess risk) and ``train_error`` per step count (Advani & Saxe 2017)."""
+    p, n = int(config["model_size"]), int(config["sample_size"])
+    steps = [int(k) for k in config["train_time"]]
+    rng = np.random.default_rng(int(config["seed"]))
+    x, y, beta = _regression_data(n, p, 0, float(config.get("noise", 0.0)), float(config.get("signal", 1.0)), rng)
+    init = rng.standard_normal(p) * math.sqrt(float(config.get("init_norm2", 0.0)) / p)
+    ws = gd_least_squares(x, y, lr=float(config["lr"]), steps=steps, init=init)
+    return {"test_error": np.sum((ws - beta) ** 2, axis=1).tolist(),
+            "train_error": np.mean((ws @ x.T - y) ** 2, axis=1).tolist()}
+
+
+def random_features_run(config: dict[str, Any]) -> dict[str, float]:
+    """ReLU random-features regression (:class:`theorylab.models.RandomFeatures`) on a linear teacher.
+
+    Keys: ``model_size`` = number of features N, ``sample_size`` = n, ``dim`` = d, ``noise`` (label
+    noise variance), ``steps`` (gradient-descent steps on the readout from zero; ``None`` = the exact
+    minimum-norm least-squares solution, GD's limit), ``lr_scale`` (step size in units of ``1/lam_max``
+    of the feature Gram ``F^T F / n``, default 1), ``input_decay`` (input coordinate ``j`` scaled by
+    ``j^(-input_decay/2)``, which worsens the conditioning; default 0), ``n_test``, ``seed``.
+    Returns ``test_error`` (MSE against the clean teacher), ``train_error``, and ``condition_number``
+    of the nonzero spectrum of ``F^T F / n`` (``lam_max / lam_min``: it diverges at ``N = n``).
+    """
+    from theorylab.models import RandomFeatures
+
+    num_features, n, d = int(config["model_size"]), int(config["sample_size"]), int(config["dim"])
+    n_test, noise = int(config.get("n_test", 1000)), float(config.get("noise", 0.0))
+    steps, decay = config.get("steps"), float(config.get("input_decay", 0.0))
+    rng = np.random.default_rng(int(config["seed"]))
+    scale = np.arange(1, d + 1, dtype=np.float64) ** (-decay / 2)
+    scale *= math.sqrt(d / np.sum(scale ** 2))  # keep E|x|^2 = d
+    x = rng.standard_normal((n + n_test, d)) * scale
+    beta = rng.standard_normal(d) / math.sqrt(d)
+    clean = x @ beta
+    y = clean[:n] + math.sqrt(noise) * rng.standard_normal(n)
+    model = RandomFeatures(d, num_features, 1, seed=int(config["seed"])).double()
+    with torch.no_grad():
+        feats = model.features(torch.as_tensor(x)).numpy()
+    train_f, test_f = feats[:n], feats[n:]
+    svd = _svd_nonzero(train_f)
+    eig = svd[1] ** 2 / n
+    if steps is None:  # the minimum-norm interpolator (or least-squares fit), the limit of GD from zero
+        w = svd[2].T @ ((svd[0].T @ y) / svd[1])
+    else:
+        lr = float(config.get("lr_scale", 1.0)) / eig.max()
+        w = _gd_iterates(svd, n, y, lr, [int(steps)], np.zeros(num_features))[0]
+    return {"test_error": float(np.mean((test_f @ w - clean[n:]) ** 2)),
+            "train_error": float(np.mean((train_f @ w - y) ** 2)),
+            "condition_number": float(eig.max() / eig.min())}
+
+
+def mlp_digits_run(config: dict[str, Any]) -> dict[str, float]:
+    """A two-layer ReLU MLP of hidden width ``model_size`` on the digits data with label noise.
+
+    Keys: ``model_size`` (width), ``sample_size`` (training samples, default all 1,258),
+    ``label_noise`` (fraction of training labels replaced by a fixed random *incorrect* label,
+    Nakkiran et al. 2019), ``steps``, ``lr``, ``optimizer`` (default ``"adam"``, full batch), ``loss``
+    (``"cross_entropy"`` or ``"mse"`` on one-hot targets), ``seed``.  Returns ``test_error`` (0-1 error
+    on the clean test set), ``train_error`` (0-1 error on the noisy training labels) and ``num_params``.
+    """
+    from theorylab.data import load_digits, with_label_noise
+    from theorylab.models import MLP
+    from theorylab.train import accuracy, train
+
+    width, seed = int(config["model_size"]), int(config["seed"])
+    split = load_digits(seed=0)
+    if config.get("sample_size") is not None:
+        split = split.subsample(int(config["sample_size"]), seed=seed)
+    y_train = with_label_noise(split.y_train, float(config.get("label_noise", 0.0)), 10, seed=seed)
+    model = MLP(64, [width], 10, seed=seed)
+    loss_name = config.get("loss", "cross_entropy")
+    if loss_name == "cross_entropy":
+        loss_fn: Callable[..., torch.Tensor] = nn.CrossEntropyLoss()
+    elif loss_name == "mse":
+        loss_fn = lambda out, y: ((out - nn.functional.one_hot(y, 10).to(out.dtype)) ** 2).sum(1).mean()  # noqa: E731
+    else:
+        raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss_name!r}")
+    train(model, loss_fn, (split.x_train, y_train), steps=int(config["steps"]), lr=float(config["lr"]),
+          optimizer=config.get("optimizer", "adam"), seed=seed)
+    return {"test_error": 1.0 - accuracy(model, split.test), "train_error": 1.0 - accuracy(model, (split.x_train, y_train)),
+            "num_params": float(sum(p.numel() for p in model.parameters()))}
