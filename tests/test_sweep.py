@@ -1,8 +1,11 @@
 """Sweeps in one process: grids, records and tables, resume, failures, corrupt records, code versions."""
 import json
+import os
 import random
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +14,7 @@ import torch
 
 from sweep_workloads import numpy_run
 from theorylab.results import Result, result_class
-from theorylab.sweep import SweepResult, code_version, grid, load_sweep, sweep, sweep_status
+from theorylab.sweep import SweepResult, code_version, grid, load_sweep, slurm_executor, sweep, sweep_status
 from theorylab.sweep.store import Store
 
 CALLS = []
@@ -148,6 +151,22 @@ def test_results_do_not_depend_on_order_or_executor_and_global_rngs_are_restored
                                   serial.drop(columns=["wall_time_s", "global_draw"]))
 
 
+def threads_seen(config):
+    return {"threads": torch.get_num_threads()}
+
+
+def test_each_run_uses_the_requested_cpu_threads_and_the_caller_keeps_its_own():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = sweep(threads_seen, [{"a": 1}], progress=False)
+        left = sweep(threads_seen, [{"a": 1}], progress=False, threads=None)
+        assert one.records[0]["result"]["threads"] == 1 and left.records[0]["result"]["threads"] == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 class _CountingExecutor(ThreadPoolExecutor):
     """A user executor: sweeps use only the concurrent.futures interface."""
 
@@ -270,6 +289,7 @@ def test_two_sweeps_with_different_grids_keep_their_own_runs(tmp_path):
     ([{"a": 1}], {"executor": "processes", "max_workers": 0}, "max_workers must be"),
     ([{"a": 1}], {"version": ""}, "version must be"),
     ([{"a": 1}], {"progress": "yes"}, "progress must be"),
+    ([{"a": 1}], {"threads": 0}, "threads must be"),
 ])
 def test_bad_input_is_a_clear_value_error(configs, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -286,3 +306,26 @@ def test_progress_bar_counts_reused_runs(tmp_path, capsys):
     sweep(numpy_run, grid(seed=[0, 1, 2], n=[4]), out_dir=tmp_path, progress=True)
     err = capsys.readouterr().err
     assert "2/2" in err and "3/3" in err and "ok=3" in err and "failed=0" in err
+
+
+# -- Slurm through submitit (optional extra) ---------------------------------------------------------
+def test_slurm_executor_explains_a_missing_submitit(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    with pytest.raises(ImportError, match=r"pip install 'theorylab\[slurm\]'"):
+        slurm_executor(tmp_path)
+
+
+def test_submitit_jobs_give_the_same_table_as_a_serial_sweep(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    configs = grid(seed=[0, 1], n=[4]) + [{"seed": 2, "n": 4, "fail": True}]
+    executor = slurm_executor(tmp_path / "jobs", cluster="local", poll_interval=0.1, timeout_min=2)
+    try:
+        res = sweep(numpy_run, configs, out_dir=tmp_path / "store", executor=executor, progress=False)
+    finally:
+        executor.shutdown()
+    assert {r["pid"] for r in res.records}.isdisjoint({os.getpid()})  # each ran in a job process
+    assert "planted failure" in res.failed[0]["error"]
+    pd.testing.assert_frame_equal(res.table().drop(columns="wall_time_s"),
+                                  sweep(numpy_run, configs, progress=False).table().drop(columns="wall_time_s"))

@@ -3,11 +3,13 @@
 * ``"serial"``: :class:`SerialExecutor`, runs each configuration in the calling process when it is
   submitted (Ctrl-C interrupts it there and then).
 * ``"processes"``: a ``ProcessPoolExecutor`` with the ``spawn`` start method (forking a process that
-  has started torch's thread pools is unsafe).  When it has more than one worker, each worker is
-  limited to one CPU thread (``torch.set_num_threads(1)`` and ``OMP/MKL/OPENBLAS_NUM_THREADS=1``) so
-  that ``n`` workers use ``n`` cores instead of fighting over them.
+  has started torch's thread pools is unsafe).
 * any ``concurrent.futures.Executor`` instance, e.g. :func:`slurm_executor` (submitit, optional) or
   a ``ThreadPoolExecutor``.
+
+Each run sets its own CPU thread count (:func:`cpu_threads`, one thread by default), whatever
+executor runs it: ``n`` workers then use ``n`` cores instead of fighting over them, and a run gives
+bit-for-bit the same numbers in the calling process, in a worker, or on a cluster node.
 """
 from __future__ import annotations
 
@@ -15,11 +17,10 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import Any
-
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 class SerialExecutor(Executor):
@@ -37,26 +38,36 @@ class SerialExecutor(Executor):
         return future
 
 
-def limit_threads(threads: int) -> None:
-    """Worker initializer: use ``threads`` CPU threads in torch and the BLAS libraries."""
-    for name in _THREAD_VARIABLES:
-        os.environ[name] = str(threads)
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` CPU threads in torch and the BLAS/OpenMP libraries (None: as is).
+
+    The thread count changes the order of floating-point reductions (a matrix product on 2 threads
+    differs from one on 1 thread in the last bits), so fixing it makes a run's result independent
+    of the process that runs it.  The previous counts are restored afterwards.
+    """
+    if threads is None:
+        yield
+        return
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    try:  # numpy's BLAS was loaded before the variables were set; threadpoolctl reaches it
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(threads)
+    try:
+        try:  # numpy's BLAS and other OpenMP pools (scikit-learn depends on threadpoolctl)
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            yield
+        else:
+            with threadpool_limits(threads):
+                yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def process_pool(max_workers: int) -> ProcessPoolExecutor:
-    """A spawn-based process pool; one thread per worker when there is more than one worker."""
-    if max_workers > 1:
-        return ProcessPoolExecutor(max_workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=limit_threads, initargs=(1,))
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    """A process pool that starts its workers with ``spawn`` (fork is unsafe once torch runs threads)."""
+    return ProcessPoolExecutor(max_workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 class _SubmititExecutor(Executor):

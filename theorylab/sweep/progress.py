@@ -30,11 +30,6 @@ class Progress:
             self._bar.set_postfix(ok=self.ok, failed=self.failed, refresh=False)
             self._bar.update(1)
 
-    def write(self, message: str) -> None:
-        """Print a line above the bar (or nowhere when the bar is disabled)."""
-        if self._bar is not None:
-            self._bar.write(message)
-
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

@@ -47,7 +47,7 @@ import numpy as np
 
 from theorylab.provenance import Stopwatch, __version__, make_meta
 from theorylab.results import Result, _encode
-from theorylab.sweep.executors import SerialExecutor, process_pool
+from theorylab.sweep.executors import SerialExecutor, cpu_threads, process_pool
 from theorylab.sweep.progress import Progress
 from theorylab.sweep.result import SweepResult, decode_record
 from theorylab.sweep.store import CorruptRecord, Store, canonical_json, run_key, sha256_hex, utc_now
@@ -112,6 +112,7 @@ class Task:
     key: str
     code_version: dict[str, str]
     root: str | None
+    threads: int | None
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def run_task(task: Task) -> dict[str, Any]:
     existing = _read_valid(store, task.key)
     if existing is not None:  # stored meanwhile by a concurrent sweep, or before a worker died
         return existing
-    with _seeded(config_seed(task.config_dict)), Stopwatch() as watch:
+    with _seeded(config_seed(task.config_dict)), cpu_threads(task.threads), Stopwatch() as watch:
         try:
             result, error = _encode_result(task.fn(task.config)), None
         except Exception:  # noqa: BLE001 -- a failing run is recorded, the sweep goes on
@@ -139,10 +140,11 @@ def config_seed(config: dict[str, Any]) -> int:
 
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
-    """Seed the global RNGs (random, numpy, torch CPU) and restore their states afterwards."""
+    """Seed the global RNGs (random, numpy, torch CPU and CUDA) and restore their states afterwards."""
     import torch
 
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -152,6 +154,8 @@ def _seeded(seed: int) -> Iterator[None]:
         random.setstate(states[0])
         np.random.set_state(states[1])
         torch.set_rng_state(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def _encode_result(value: Any) -> dict[str, Any]:
@@ -178,18 +182,20 @@ def _record(task: Task, status: str, result: dict[str, Any] | None, error: str |
 # ---------------------------------------------------------------------------------------------
 def sweep(fn: Callable[[Any], Any], configs: Sequence[Any], *, out_dir: str | os.PathLike | None = None,
           executor: ExecutorSpec = "serial", max_workers: int | None = None, progress: bool = True,
-          rerun_failed: bool = False, version: str | None = None) -> SweepResult:
+          rerun_failed: bool = False, version: str | None = None, threads: int | None = 1) -> SweepResult:
     """Run ``fn(config)`` for every configuration; return the records in the order of ``configs``.
 
     ``fn`` takes one configuration (a dict, or a dataclass instance) and returns a dict of JSON-safe
     values (numbers, strings, lists, numpy arrays, nested dicts) or a theorylab Result.  With
     ``out_dir`` every finished run is stored there at once and reused by later calls (resume);
     with ``out_dir=None`` the sweep is kept in memory only.  ``executor``: ``"serial"`` (in this
-    process), ``"processes"`` (``max_workers`` spawned processes, default one per CPU, one thread
-    each when more than one), or any ``concurrent.futures.Executor`` (``max_workers`` then bounds
+    process), ``"processes"`` (``max_workers`` spawned processes, default one per CPU), or any ``concurrent.futures.Executor`` (``max_workers`` then bounds
     the runs in flight; default all).  For processes ``fn`` must be importable: defined at module
     level in a ``.py`` file.  Failed runs are kept as failed on later calls unless ``rerun_failed``.
-    ``version`` replaces the hash of ``fn``'s source in the code version.
+    ``version`` replaces the hash of ``fn``'s source in the code version.  ``threads``: the CPU
+    threads each run uses (torch and BLAS), the same under every executor so that results agree to
+    the last bit; None leaves the thread count alone (faster for one big model run serially, but
+    its numbers then differ in the last bits from a run in a one-thread worker).
     """
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {type(fn).__name__}")
@@ -197,6 +203,8 @@ def sweep(fn: Callable[[Any], Any], configs: Sequence[Any], *, out_dir: str | os
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False, got {flag!r}")
     workers = _check_executor(executor, max_workers)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     version_of_code = code_version(fn, version)
     objects, dicts = _normalise(configs)
     keys = [run_key(d, version_of_code) for d in dicts]
@@ -213,7 +221,7 @@ def sweep(fn: Callable[[Any], Any], configs: Sequence[Any], *, out_dir: str | os
                                   "code_version": version_of_code, "created_utc": utc_now(), "keys": keys,
                                   "configs": dicts})
             done, recovered = _stored_runs(store, keys, rerun_failed)
-        tasks = [Task(fn, obj, d, key, version_of_code, None if store is None else str(store.root))
+        tasks = [Task(fn, obj, d, key, version_of_code, None if store is None else str(store.root), threads)
                  for obj, d, key in zip(objects, dicts, keys) if key not in done]
         if executor == "processes" and tasks:
             _check_picklable(fn, tasks[0])
@@ -231,7 +239,7 @@ def sweep(fn: Callable[[Any], Any], configs: Sequence[Any], *, out_dir: str | os
     records = [decode_record(done[key]) for key in keys]
     meta = make_meta(sweep_id=sweep_id, code_version=version_of_code,
                      executor=executor if isinstance(executor, str) else type(executor).__name__,
-                     max_workers=workers, computed=len(tasks), reused=len(keys) - len(tasks),
+                     max_workers=workers, threads=threads, computed=len(tasks), reused=len(keys) - len(tasks),
                      recovered=recovered, worker_restarts=restarts, wall_time_s=round(watch.seconds, 3))
     return SweepResult(records=records, out_dir=None if store is None else str(store.root), meta=meta)
 
