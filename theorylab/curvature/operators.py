@@ -158,8 +158,7 @@ class _ModelFunction:
         self.buffers = {n: copy(b) for n, b in model.named_buffers()}
         self.size = sum(p.numel() for p in self.params.values())
 
-        self.cpu_rng = torch.get_rng_state()
-        self.cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        self.rng_state = self.get_rng()
         with preserved(model, mode="keep"):  # a shuffling loader draws from the global RNG
             self.single_batch = len(list(itertools.islice(iter_batches(data), 2))) == 1
             local_n = sum(batch_size(b) for b in iter_batches(data))
@@ -169,11 +168,18 @@ class _ModelFunction:
                                                                  device=self.device)).item())
 
     # -- evaluation ---------------------------------------------------------------------------
+    def get_rng(self) -> tuple[Tensor, Tensor | None]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return torch.get_rng_state(), cuda
+
+    def set_rng(self, state: tuple[Tensor, Tensor | None]) -> None:
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1], self.device)
+
     def batches(self) -> Iterator[tuple[float, Batch]]:
         """``(n_b / N, batch)`` on the operator's device and dtype; RNG restarted for fixed dropout."""
-        torch.set_rng_state(self.cpu_rng)
-        if self.cuda_rng is not None:
-            torch.cuda.set_rng_state(self.cuda_rng, self.device)
+        self.set_rng(self.rng_state)
         for batch in iter_batches(self.data):
             yield batch_size(batch) / self.total_samples, move_batch(batch, self.device, self.dtype)
 
@@ -295,15 +301,30 @@ class HessianOperator(CurvatureOperator):
             if self.backend == "double_backward":
                 total += self._double_backward(self._gradient_graph(inputs, targets, weight), vectors)
                 continue
-
-            def batch_loss(params: dict[str, Tensor]) -> Tensor:
-                return fn.loss(fn.outputs(params, inputs), targets) * weight
-
-            primals = {n: p.detach() for n, p in fn.params.items()}
-            for j, v in enumerate(vectors.T):
-                _, hv = torch.func.jvp(torch.func.grad(batch_loss), (primals,), (dict(zip(fn.names, fn.split(v))),))
-                total[:, j] += fn.join([hv[n] for n in fn.names])
+            total += self._forward_over_reverse(inputs, targets, weight, vectors)
         return total
+
+    def _forward_over_reverse(self, inputs: Any, targets: Tensor, weight: float, vectors: Tensor) -> Tensor:
+        """``jvp(grad L_b)``; floating targets ride along with explicit zero tangents (this avoids
+        torch's immutable ZeroTensor tangent, which the forward derivative of ``mse_loss``'s
+        backward writes into)."""
+        fn = self._fn
+
+        def batch_grad(params: dict[str, Tensor], target: Tensor) -> dict[str, Tensor]:
+            return torch.func.grad(lambda p: fn.loss(fn.outputs(p, inputs), target) * weight)(params)
+
+        primals = {n: p.detach() for n, p in fn.params.items()}
+        rng = fn.get_rng()  # every column sees the dropout masks of one forward pass
+        columns = []
+        for v in vectors.T:
+            fn.set_rng(rng)
+            tangents = dict(zip(fn.names, fn.split(v)))
+            if targets.is_floating_point():
+                _, hv = torch.func.jvp(batch_grad, (primals, targets), (tangents, torch.zeros_like(targets)))
+            else:
+                _, hv = torch.func.jvp(lambda p: batch_grad(p, targets), (primals,), (tangents,))
+            columns.append(fn.join([hv[n] for n in fn.names]))
+        return torch.stack(columns, dim=1)
 
 
 class GGNOperator(CurvatureOperator):
