@@ -59,8 +59,8 @@ def _check_chunk(chunk_size: int) -> None:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
 
 
-def _per_example_fn(model: nn.Module, loss_fn: LossFn, names: list[str]) -> Callable[..., Tensor]:
-    """``f(params, x, y) -> (n, P)`` flat per-example gradients of ``loss_fn(model(x_i), y_i)``."""
+def _per_example_fn(model: nn.Module, loss_fn: LossFn, names: list[str]) -> Callable[..., list[Tensor]]:
+    """``f(params, x, y) -> [(n, p_k)]``: per-example gradients of ``loss_fn(model(x_i), y_i)`` per parameter."""
     state = {**{n: p.detach() for n, p in model.named_parameters()}, **dict(model.named_buffers())}
 
     def loss_one(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
@@ -72,16 +72,20 @@ def _per_example_fn(model: nn.Module, loss_fn: LossFn, names: list[str]) -> Call
 
     per_example = vmap(grad(loss_one), in_dims=(None, 0, 0))
 
-    def flat(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+    def per_parameter(params: dict[str, Tensor], x: Tensor, y: Tensor) -> list[Tensor]:
         grads = per_example(params, x, y)
-        return torch.cat([grads[n].reshape(len(x), -1) for n in names], dim=1)
+        return [grads[n].reshape(len(x), -1) for n in names]
 
-    return flat
+    return per_parameter
 
 
 def _stream_per_example(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec, chunk_size: int,
-                        mode: Mode) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield ``(per-example gradients (n, P), targets)`` chunk by chunk, the model left untouched."""
+                        mode: Mode) -> Iterator[tuple[list[Tensor], Tensor]]:
+    """Yield ``([per-example gradients (n, p_k) of each parameter], targets)`` chunk by chunk.
+
+    The model is evaluated functionally (its parameters, ``.grad`` and buffers are never written)
+    inside :func:`preserved`.
+    """
     _check_chunk(chunk_size)
     chosen = select_parameters(model, params)
     names = list(chosen)
@@ -94,7 +98,8 @@ def _stream_per_example(model: nn.Module, loss_fn: LossFn, data: Data, *, params
             if not isinstance(x, Tensor):
                 raise ValueError("per-example gradients need tensor inputs (not a tuple of tensors)")
             for start in range(0, size_of(batch), chunk_size):
-                yield fn(detached, x[start:start + chunk_size], y[start:start + chunk_size]), y[start:start + chunk_size]
+                chunk = slice(start, start + chunk_size)
+                yield fn(detached, x[chunk], y[chunk]), y[chunk]
 
 
 def per_example_gradients(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
@@ -105,8 +110,8 @@ def per_example_gradients(model: nn.Module, loss_fn: LossFn, data: Data, *, para
     flattened).  ``loss_fn`` is the usual batch-mean loss, evaluated on one example at a time.
     Memory is ``N x P``: for statistics over large data use :func:`gradient_statistics`.
     """
-    parts = [g for g, _ in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size,
-                                               mode=mode)]
+    parts = [torch.cat(g, dim=1) for g, _ in _stream_per_example(model, loss_fn, data, params=params,
+                                                                  chunk_size=chunk_size, mode=mode)]
     if not parts:
         raise ValueError("data is empty: it holds no samples")
     return torch.cat(parts)
@@ -148,42 +153,52 @@ class GradientStatistics(Result):
 
 
 class _Sums:
-    """Streaming sums of per-example gradients: ``sum g``, ``sum g^2`` (entrywise), ``sum ||g||^2``."""
+    """Streaming float64 sums over examples, per parameter: ``sum_i g_i`` and ``sum_i g_i^2`` (entrywise).
+
+    ``sum_i ||g_i||^2`` is the total of the entrywise squares, so one pass over each chunk suffices.
+    """
 
     def __init__(self) -> None:
-        self.total: Tensor | None = None
-        self.squares: Tensor | None = None
-        self.norms_sq = 0.0
+        self.total: list[Tensor] = []
+        self.squares: list[Tensor] = []
         self.count = 0
 
-    def add(self, g: Tensor) -> None:
-        g = g.to(torch.float64)
-        if not torch.isfinite(g).all():
-            raise ValueError("per-example gradients are not finite (NaN or infinite loss or inputs)")
-        if self.total is None or self.squares is None:
-            self.total, self.squares = g.sum(0), g.pow(2).sum(0)
-        else:
-            self.total += g.sum(0)
-            self.squares += g.pow(2).sum(0)
-        self.norms_sq += float(g.pow(2).sum())
-        self.count += len(g)
+    def add(self, grads: list[Tensor]) -> None:
+        """Fold in one chunk of per-example gradients; the chunk is consumed (squared in place)."""
+        for k, g in enumerate(grads):
+            column_sum = g.sum(0).to(torch.float64)
+            column_sq = g.square_().sum(0).to(torch.float64)  # in place: no second chunk-sized buffer
+            if not (torch.isfinite(column_sum).all() and torch.isfinite(column_sq).all()):
+                raise ValueError("per-example gradients are not finite (NaN or infinite loss or inputs)")
+            if k < len(self.total):
+                self.total[k] += column_sum
+                self.squares[k] += column_sq
+            else:
+                self.total.append(column_sum)
+                self.squares.append(column_sq)
+        self.count += len(grads[0]) if grads else 0
+
+    @property
+    def norms_sq(self) -> float:
+        return float(sum(float(sq.sum()) for sq in self.squares))
 
 
 def _statistics_from_sums(sums: _Sums, names: list[str], sizes: list[int], meta: dict[str, Any]) -> GradientStatistics:
     m = sums.count
-    if m < 2 or sums.total is None or sums.squares is None:
+    if m < 2:
         raise ValueError(f"gradient statistics need at least 2 examples, got {m}")
-    total_sq = float(sums.total.pow(2).sum())
-    if sums.norms_sq == 0:
+    total, squares, norms_sq = torch.cat(sums.total), torch.cat(sums.squares), sums.norms_sq
+    total_sq = float(total.pow(2).sum())
+    if norms_sq == 0:
         raise ValueError("every per-example gradient is zero: coherence is undefined")
-    coherence = total_sq / sums.norms_sq
+    coherence = total_sq / norms_sq
     mean_sq = total_sq / m ** 2
-    example_sq = sums.norms_sq / m
+    example_sq = norms_sq / m
     trace_cov = (example_sq - mean_sq) * m / (m - 1)  # (1/(m-1)) sum_i ||g_i - gbar||^2
     grad_sq = mean_sq - trace_cov / m  # = (m |gbar|^2 - |g_i|^2 avg) / (m - 1), the two-batch form
     noise = trace_cov / grad_sq if grad_sq != 0 else math.copysign(math.inf, trace_cov)
-    mean = sums.total / m
-    var = (sums.squares / m - mean.pow(2)) * m / (m - 1)
+    mean = total / m
+    var = (squares / m - mean.pow(2)) * m / (m - 1)
     snr: dict[str, float] = {}
     offset = 0
     for name, size in zip(names, sizes):
@@ -235,11 +250,11 @@ def per_parameter_snr(model: nn.Module, loss_fn: LossFn, data: Data, *, params: 
     sums = _Sums()
     for g, _ in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode):
         sums.add(g)
-    if sums.count < 2 or sums.total is None or sums.squares is None:
+    if sums.count < 2:
         raise ValueError(f"GSNR needs at least 2 examples, got {sums.count}")
     m = sums.count
-    mean = sums.total / m
-    var = ((sums.squares / m - mean.pow(2)) * m / (m - 1)).clamp_min(0)
+    mean = torch.cat(sums.total) / m
+    var = ((torch.cat(sums.squares) / m - mean.pow(2)) * m / (m - 1)).clamp_min(0)
     ratio = mean.pow(2) / var
     out, offset = {}, 0
     for name, p in chosen.items():
@@ -376,7 +391,8 @@ def group_gradient_cosines(model: nn.Module, loss_fn: LossFn, data: Data, *, gro
     sums: dict[int, Tensor] = {}
     counts: dict[int, int] = {}
     offset = 0
-    for g, y in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode):
+    for parts, y in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode):
+        g = torch.cat(parts, dim=1)
         if groups is None:
             ids = y
         else:
