@@ -7,8 +7,11 @@ dense problems, so BLAS runs single-threaded (threads only add contention at the
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
+import torch
 from matplotlib.ticker import NullFormatter
 from threadpoolctl import threadpool_limits
 
@@ -16,6 +19,19 @@ from theorylab.claims import Context, Outcome, check_at_least, check_at_most, ch
 from theorylab.doubledescent import double_descent, linear_regression_run, mlp_digits_run, random_features_run
 from theorylab.plotting import MEASURED, PREDICTED, new_figure
 from theorylab.theory import optimal_ridge, ridge_risk, ridgeless_risk, ridgeless_risk_finite
+
+
+@contextmanager
+def _single_threaded() -> Iterator[None]:
+    """One BLAS and one torch thread for these small dense problems (more only add contention), restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 NOISE = 0.25  # label-noise variance sigma^2 (signal r^2 = 1): the reference setting of REFERENCES.md
 
@@ -45,7 +61,7 @@ def ridgeless_double_descent(ctx: Context) -> Outcome:
     seeds = [ctx.seed + s for s in range(ctx.pick(20, 50))]
     gammas = np.array([0.25, 0.5, 0.8, 0.9, 0.95, 1.05, 1.1, 1.25, 1.6, 2.0, 3.0, 4.0])
     ns = [int(round(p / g)) for g in gammas]
-    with threadpool_limits(1):
+    with _single_threaded():
         ridgeless = double_descent(linear_regression_run, axis="sample_size", values=ns,
                                    base={"model_size": p, "noise": NOISE}, seeds=seeds)
         ridge = [double_descent(linear_regression_run, axis="sample_size", values=[n],
@@ -122,7 +138,7 @@ def optimization_double_descent(ctx: Context) -> Outcome:
                 f"GD {long_steps:.0e} steps": {"steps": long_steps},
                 f"GD {short_steps:.0e} steps": {"steps": short_steps},
                 f"GD {long_steps:.0e} steps, ill-conditioned": {"steps": long_steps, "feature_spread": 2.0}}
-    with threadpool_limits(1):
+    with _single_threaded():
         runs = {name: double_descent(random_features_run, axis="model_size", values=features,
                                      base={**base, **extra}, seeds=seeds, extras=("train_error", "condition_number"))
                 for name, extra in variants.items()}

@@ -14,7 +14,7 @@ import numpy as np
 import sympy as sp
 from scipy import integrate
 
-from theorylab.theory.marchenko_pastur import mp_atom, mp_density, mp_edges, mp_stieltjes
+from theorylab.theory.marchenko_pastur import mp_atom, mp_edges, mp_stieltjes
 
 
 def _check(gamma: float, signal: float, noise: float) -> None:
@@ -127,15 +127,24 @@ def gd_risk(steps: int | np.ndarray, gamma: float, *, lr: float, signal: float =
     if np.any(k < 0):
         raise ValueError("steps must be >= 0")
 
+    # quadrature in the angle theta of lam = low + (high - low)(1 - cos theta)/2, where the MP weight
+    # rho(lam) dlam = (high - low)^2 sin^2(theta) / (8 pi gamma lam) dtheta has no square-root edges
+    def weight(theta: float) -> tuple[float, float]:
+        lam = low + (high - low) * (1.0 - math.cos(theta)) / 2.0
+        w = (high - low) ** 2 * math.sin(theta) ** 2 / (8.0 * math.pi * gamma)
+        return lam, w
+
     def one(kk: float) -> float:
-        def bias(lam: float) -> float:
-            return float(mp_density(lam, gamma)) * (1.0 - lr * lam) ** (2 * kk)
+        def bias(theta: float) -> float:
+            lam, w = weight(theta)
+            return w / lam * (1.0 - lr * lam) ** (2 * kk) if lam > 0 else 0.0
 
-        def variance(lam: float) -> float:
-            return float(mp_density(lam, gamma)) * (1.0 - (1.0 - lr * lam) ** kk) ** 2 / lam
+        def variance(theta: float) -> float:
+            lam, w = weight(theta)
+            return w / lam ** 2 * (1.0 - (1.0 - lr * lam) ** kk) ** 2 if lam > 0 else 0.0
 
-        b, _ = integrate.quad(bias, low, high, limit=200)
-        v, _ = integrate.quad(variance, low, high, limit=200)
+        b, _ = integrate.quad(bias, 0.0, math.pi, limit=200)
+        v, _ = integrate.quad(variance, 0.0, math.pi, limit=200)
         return (signal + init_norm2) * (b + mp_atom(gamma)) + noise * gamma * v
 
     return np.vectorize(one, otypes=[np.float64])(k)
