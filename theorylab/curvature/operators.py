@@ -69,7 +69,7 @@ class LinearOperator:
         if v.dim() not in (1, 2) or v.shape[0] != self.shape[0]:
             raise ValueError(f"expected a vector of length {self.shape[0]} or a ({self.shape[0]}, k) matrix, "
                              f"got shape {tuple(v.shape)}")
-        matrix = v.reshape(self.shape[0], -1).to(device=self.device, dtype=self.dtype)
+        matrix = v.reshape(self.shape[0], -1).to(device=self.device, dtype=self.dtype).contiguous()
         out = self._matmat(matrix)
         self.num_matvecs += matrix.shape[1]
         return out.reshape(v.shape)
@@ -252,7 +252,7 @@ class CurvatureOperator(LinearOperator):
         fn = self._fn
         with torch.enable_grad(), fn.guard():
             out = self._local_matmat(vectors)
-        return fn._all_reduce(out)
+        return fn._all_reduce(out.contiguous())  # collectives need a contiguous buffer
 
     def _local_matmat(self, vectors: Tensor) -> Tensor:
         raise NotImplementedError

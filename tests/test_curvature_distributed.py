@@ -1,0 +1,61 @@
+"""Sharded data over 2 gloo processes on CPU gives the single-process full-data operator and estimates."""
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from theorylab.curvature import ggn, hessian, spectral_density, top_eigenvalues, trace
+
+
+def _problem():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(13, 3, generator=g, dtype=torch.float64), torch.randint(0, 2, (13,), generator=g)
+    # rank 0: one batch of 5 samples; rank 1: two uneven batches (6 + 2): weights n_rank / N differ
+    shards = [(x[:5], y[:5]), [(x[5:11], y[5:11]), (x[11:], y[11:])]]
+    return model, nn.CrossEntropyLoss(), (x, y), shards
+
+
+def _measure(model, loss, data, group=None):
+    h = hessian(model, loss, data, process_group=group)
+    h_forward = hessian(model, loss, data, backend="forward_over_reverse", process_group=group)
+    g = ggn(model, loss, data, process_group=group)
+    probes = torch.randn(h.shape[0], 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    return {
+        "hessian": (h @ probes).numpy(), "hessian_forward": (h_forward @ probes).numpy(), "ggn": (g @ probes).numpy(),
+        "top": top_eigenvalues(h, 2, tol=1e-10).values,
+        "trace": np.array([trace(h, num_probes=12, method="hutch++", seed=3).estimate]),
+        "slq": spectral_density(h, num_steps=6, num_probes=2, seed=4).nodes,
+    }
+
+
+def _worker(rank, port, path):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        model, loss, _, shards = _problem()
+        np.savez(f"{path}/rank{rank}.npz", **_measure(model, loss, shards[rank], dist.group.WORLD))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
+def test_two_gloo_ranks_equal_a_single_process_on_all_data(tmp_path):
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    model, loss, full, _ = _problem()
+    single = _measure(model, loss, full)
+    for rank in range(2):
+        sharded = np.load(tmp_path / f"rank{rank}.npz")
+        for key, expected in single.items():
+            np.testing.assert_allclose(sharded[key], expected, rtol=1e-10, atol=1e-12, err_msg=f"rank {rank}: {key}")
