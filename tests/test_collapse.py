@@ -245,3 +245,14 @@ def test_imbalanced_ufm_geometry_closed_form_values_and_errors():
         imbalanced_ufm_geometry([3, 2], lambda_w=0.0, lambda_h=1.0)
     with pytest.raises(ValueError, match="at least 2"):
         imbalanced_ufm_geometry([3], lambda_w=1.0, lambda_h=1.0)
+
+
+def test_results_round_trip_through_json(tmp_path):
+    h, y, m, offset = _collapsed(offset_scale=1.0)
+    r = neural_collapse(h, y, classifier_weight=m.T, classifier_bias=-m.T @ offset)
+    assert type(r).load(r.save(tmp_path / "r.json")) == r
+    model, x, labels = _trained_mlp()
+    depth = layerwise_collapse(model, (x, labels), layers=["hidden_layers.0", "readout"])
+    assert type(depth).load(depth.save(tmp_path / "d.json")) == depth
+    geometry = class_geometry(h, y, classifier_weight=m.T)
+    assert type(geometry).load(geometry.save(tmp_path / "g.json")) == geometry

@@ -187,3 +187,13 @@ def test_bad_input_gives_clear_errors():
         gradient_statistics(model, ce, (x[:1], y[:1]))
     with pytest.raises(ValueError, match=r"\(m, P\)"):
         coherence(torch.ones(3))
+
+
+def test_results_round_trip_and_are_deterministic_given_a_seed(tmp_path):
+    model, x, y = _classification()
+    ce = nn.CrossEntropyLoss()
+    a = gradient_noise_scale(model, ce, (x, y), small_batch=2, big_batch=8, num_pairs=5, seed=7)
+    b = gradient_noise_scale(model, ce, (x, y), small_batch=2, big_batch=8, num_pairs=5, seed=7)
+    assert a.b_simple == b.b_simple and np.array_equal(a.pair_trace_cov, b.pair_trace_cov)
+    for r in (a, gradient_statistics(model, ce, (x, y)), group_gradient_cosines(model, ce, (x, y))):
+        assert type(r).load(r.save(tmp_path / "r.json")) == r

@@ -134,3 +134,14 @@ def test_weight_spectrum_eigenvalues_and_errors():
         fit_power_law(np.ones(5))
     with pytest.raises(ValueError, match="NaN"):
         fit_power_law(np.array([1.0, np.nan] * 10))
+
+
+def test_results_round_trip_and_leave_the_model_untouched(tmp_path):
+    net, x, y = _net()
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    results = [dormant_ratio(net, (x, y), layers=["1", "3"]), activation_ranks(net, (x, y), layers="1"),
+               weight_spectrum(net, min_tail=3), weight_ranks(net)]
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    for r in results:
+        assert type(r).load(r.save(tmp_path / "r.json")) == r
