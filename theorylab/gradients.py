@@ -296,13 +296,20 @@ class NoiseScale(Result):
         return ax
 
 
-def _batch_gradient(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, params: dict[str, Tensor],
-                    state: dict[str, Tensor]) -> Tensor:
-    def loss(p: dict[str, Tensor]) -> Tensor:
-        return loss_fn(functional_call(model, {**state, **p}, (x,)), y)
+def _small_batch_gradients(model: nn.Module, loss_fn: LossFn, names: list[str]) -> Callable[..., Tensor]:
+    """``f(params, xs, ys) -> (k, P)``: the gradient of the mean loss of each of ``k`` batches (vmapped)."""
+    state = {**{n: p.detach() for n, p in model.named_parameters()}, **dict(model.named_buffers())}
 
-    grads = grad(loss)(params)
-    return torch.cat([grads[n].reshape(-1) for n in params]).to(torch.float64)
+    def loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        return loss_fn(functional_call(model, {**state, **params}, (x,)), y)
+
+    per_batch = vmap(grad(loss), in_dims=(None, 0, 0))
+
+    def flat(params: dict[str, Tensor], xs: Tensor, ys: Tensor) -> Tensor:
+        grads = per_batch(params, xs, ys)
+        return torch.cat([grads[n].reshape(len(xs), -1) for n in names], dim=1).to(torch.float64)
+
+    return flat
 
 
 def gradient_noise_scale(model: nn.Module, loss_fn: LossFn, data: Batch, *, small_batch: int, big_batch: int,
@@ -333,16 +340,16 @@ def gradient_noise_scale(model: nn.Module, loss_fn: LossFn, data: Batch, *, smal
     k = big_batch // small_batch
     g2_pairs, tr_pairs = [], []
     with Stopwatch() as watch, preserved(model, mode=mode):
-        state = {**{nm: p.detach() for nm, p in model.named_parameters()}, **dict(model.named_buffers())}
+        batch_gradients = _small_batch_gradients(model, loss_fn, list(chosen))
         detached = {nm: p.detach() for nm, p in chosen.items()}
         for _ in range(num_pairs):
             idx = (torch.randint(n, (big_batch,), generator=generator) if replacement
                    else torch.randperm(n, generator=generator)[:big_batch]).to(y_all.device)
-            small = [_batch_gradient(model, loss_fn, x_all[idx[j * small_batch:(j + 1) * small_batch]],
-                                     y_all[idx[j * small_batch:(j + 1) * small_batch]], detached, state)
-                     for j in range(k)]
-            big_sq = float(torch.stack(small).mean(0).pow(2).sum())  # G_B = mean of its small batches
-            small_sq = float(np.mean([float(s.pow(2).sum()) for s in small]))
+            xs, ys = x_all[idx], y_all[idx]
+            small = batch_gradients(detached, xs.reshape(k, small_batch, *xs.shape[1:]),
+                                    ys.reshape(k, small_batch, *ys.shape[1:]))  # (k, P)
+            big_sq = float(small.mean(0).pow(2).sum())  # G_B is the mean of its small batches
+            small_sq = float(small.pow(2).sum(1).mean())
             g2_pairs.append((big_batch * big_sq - small_batch * small_sq) / (big_batch - small_batch))
             tr_pairs.append((small_sq - big_sq) / (1.0 / small_batch - 1.0 / big_batch))
     g2, tr = np.array(g2_pairs), np.array(tr_pairs)
