@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from theorylab.doubledescent import (DoubleDescentResult, double_descent, gd_least_squares, linear_gd_run,
-                                     linear_regression_run, mlp_digits_run, random_features_run)
+                                     linear_regression_run, mlp_digits_run, random_features_digits_run,
+                                     random_features_run)
 from theorylab.theory import ridgeless_risk, ridgeless_risk_finite
 
 
@@ -76,10 +77,32 @@ def test_random_features_peak_and_optimisation():
     assert min(r["condition_number"] for r in exact) > 1e3
 
 
-def test_mlp_digits_run_is_reproducible():
-    cfg = {"model_size": 8, "sample_size": 100, "label_noise": 0.2, "steps": 20, "lr": 0.01, "seed": 3}
-    a, b = mlp_digits_run(cfg), mlp_digits_run(cfg)
-    assert a == b and 0 <= a["test_error"] <= 1 and a["num_params"] == 64 * 8 + 8 + 8 * 10 + 10
+def test_stacked_mlps_equal_networks_trained_alone_by_the_training_loop():
+    from theorylab.data import load_digits, with_label_noise
+    from theorylab.models import MLP
+    from theorylab.train import accuracy, train
+
+    cfg = {"model_size": 12, "sample_size": 120, "label_noise": 0.2, "steps": 40, "lr": 0.01, "seed": 3,
+           "loss": "mse", "members": 3}
+    stacked = mlp_digits_run(cfg)
+    split = load_digits(seed=0).subsample(120, seed=3)
+    errors = []
+    for i in range(3):
+        seed = 3 + 10007 * i
+        labels = with_label_noise(split.y_train, 0.2, 10, seed=seed)
+        net = MLP(64, [12], 10, seed=seed)
+        train(net, lambda out, y: ((out - nn.functional.one_hot(y, 10).float()) ** 2).sum(1).mean(),
+              (split.x_train, labels), steps=40, lr=0.01, optimizer="adam")
+        errors.append(1.0 - accuracy(net, split.test))
+    assert stacked["test_error"] == pytest.approx(np.mean(errors), abs=1e-12)
+    assert stacked["test_error_sd"] == pytest.approx(np.std(errors, ddof=1), abs=1e-12)
+    assert stacked["num_params"] == 64 * 12 + 12 + 12 * 10 + 10
+    assert mlp_digits_run(cfg) == stacked
+
+
+def test_random_features_digits_interpolates_past_n():
+    out = random_features_digits_run({"model_size": 300, "sample_size": 100, "label_noise": 0.2, "seed": 0})
+    assert out["train_error"] == 0.0 and 0.0 <= out["test_error"] <= 1.0
 
 
 def test_result_round_trip_and_plot(tmp_path):

@@ -19,7 +19,8 @@ Module-level experiments (usable with ``executor="processes"``):
   a given size, measured over training time (Advani & Saxe 2017).
 * :func:`random_features_run`: ReLU random-features regression trained by gradient descent (or
   solved exactly) -- the role of optimization in model-wise double descent (Liu & Flanigan 2023).
-* :func:`mlp_digits_run`: two-layer MLPs on the digits data with label noise (Nakkiran et al. 2019).
+* :func:`mlp_digits_run`: two-layer MLPs on the digits data with label noise (Nakkiran et al. 2019);
+  :func:`random_features_digits_run`: the same with the first layer random and fixed, readout fitted.
 """
 from __future__ import annotations
 
@@ -250,8 +251,9 @@ def random_features_run(config: dict[str, Any]) -> dict[str, float]:
     Keys: ``model_size`` = number of features N, ``sample_size`` = n, ``dim`` = d, ``noise`` (label
     noise variance), ``steps`` (gradient-descent steps on the readout from zero; ``None`` = the exact
     minimum-norm least-squares solution, GD's limit), ``lr_scale`` (step size in units of ``1/lam_max``
-    of the feature Gram ``F^T F / n``, default 1), ``input_decay`` (input coordinate ``j`` scaled by
-    ``j^(-input_decay/2)``, which worsens the conditioning; default 0), ``n_test``, ``seed``.
+    of the feature Gram ``F^T F / n``, default 1), ``feature_spread`` (each feature column is multiplied
+    by ``10^u``, ``u`` uniform in ``[-spread/2, spread/2]``: a worse-conditioned parametrisation of the
+    same model class, with the same unique fit when ``N <= n``; default 0), ``n_test``, ``seed``.
     Returns ``test_error`` (MSE against the clean teacher), ``train_error``, and ``condition_number``
     of the nonzero spectrum of ``F^T F / n`` (``lam_max / lam_min``: it diverges at ``N = n``).
     """
@@ -259,17 +261,16 @@ def random_features_run(config: dict[str, Any]) -> dict[str, float]:
 
     num_features, n, d = int(config["model_size"]), int(config["sample_size"]), int(config["dim"])
     n_test, noise = int(config.get("n_test", 1000)), float(config.get("noise", 0.0))
-    steps, decay = config.get("steps"), float(config.get("input_decay", 0.0))
+    steps, spread = config.get("steps"), float(config.get("feature_spread", 0.0))
     rng = np.random.default_rng(int(config["seed"]))
-    scale = np.arange(1, d + 1, dtype=np.float64) ** (-decay / 2)
-    scale *= math.sqrt(d / np.sum(scale ** 2))  # keep E|x|^2 = d
-    x = rng.standard_normal((n + n_test, d)) * scale
+    x = rng.standard_normal((n + n_test, d))
     beta = rng.standard_normal(d) / math.sqrt(d)
     clean = x @ beta
     y = clean[:n] + math.sqrt(noise) * rng.standard_normal(n)
     model = RandomFeatures(d, num_features, 1, seed=int(config["seed"])).double()
     with torch.no_grad():
         feats = model.features(torch.as_tensor(x)).numpy()
+    feats = feats * 10.0 ** (spread * rng.uniform(-0.5, 0.5, num_features))
     train_f, test_f = feats[:n], feats[n:]
     svd = _svd_nonzero(train_f)
     eig = svd[1] ** 2 / n
@@ -284,32 +285,90 @@ def random_features_run(config: dict[str, Any]) -> dict[str, float]:
 
 
 def mlp_digits_run(config: dict[str, Any]) -> dict[str, float]:
-    """A two-layer ReLU MLP of hidden width ``model_size`` on the digits data with label noise.
+    """Two-layer ReLU MLPs (:class:`theorylab.models.MLP`, hidden width ``model_size``) on the digits data
+    with label noise, ``members`` independent networks trained side by side.
 
-    Keys: ``model_size`` (width), ``sample_size`` (training samples, default all 1,258),
-    ``label_noise`` (fraction of training labels replaced by a fixed random *incorrect* label,
-    Nakkiran et al. 2019), ``steps``, ``lr``, ``optimizer`` (default ``"adam"``, full batch), ``loss``
-    (``"cross_entropy"`` or ``"mse"`` on one-hot targets), ``seed``.  Returns ``test_error`` (0-1 error
-    on the clean test set), ``train_error`` (0-1 error on the noisy training labels) and ``num_params``.
+    Keys: ``model_size`` (width), ``sample_size`` (training samples drawn with ``seed``, default all
+    1,258), ``label_noise`` (fraction of training labels replaced by a fixed random *incorrect* label,
+    Nakkiran et al. 2019), ``steps``, ``lr``, ``optimizer`` (``"adam"`` (default) or ``"gd"``, full
+    batch), ``loss`` (``"cross_entropy"`` (default) or ``"mse"`` on one-hot targets), ``members``
+    (default 1), ``seed``.  Member ``i`` has its own initialisation and label noise, both seeded by
+    ``seed + 10007 i``; the members' weights are stacked and trained as one batch of independent
+    problems (the summed loss has each member's own gradient, and Adam and GD act elementwise), which
+    is the same as training each network alone.  Returns the members' mean ``test_error`` (0-1 error on
+    the clean test set), its standard deviation ``test_error_sd`` over members, the mean
+    ``train_error`` (on the noisy labels) and ``num_params`` of one network.
     """
     from theorylab.data import load_digits, with_label_noise
     from theorylab.models import MLP
-    from theorylab.train import accuracy, train
 
-    width, seed = int(config["model_size"]), int(config["seed"])
+    width, seed, members = int(config["model_size"]), int(config["seed"]), int(config.get("members", 1))
+    steps, lr = int(config["steps"]), float(config["lr"])
+    loss_name, optimizer = config.get("loss", "cross_entropy"), config.get("optimizer", "adam")
+    if loss_name not in ("cross_entropy", "mse"):
+        raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss_name!r}")
+    if optimizer not in ("adam", "gd"):
+        raise ValueError(f"optimizer must be 'adam' or 'gd', got {optimizer!r}")
+    if members < 1 or steps < 0 or not lr > 0:
+        raise ValueError(f"need members >= 1, steps >= 0 and lr > 0, got {members}, {steps}, {lr}")
     split = load_digits(seed=0)
     if config.get("sample_size") is not None:
         split = split.subsample(int(config["sample_size"]), seed=seed)
+    member_seeds = [seed + 10007 * i for i in range(members)]
+    labels = torch.stack([with_label_noise(split.y_train, float(config.get("label_noise", 0.0)), 10, seed=s)
+                          for s in member_seeds])
+    nets = [MLP(64, [width], 10, seed=s) for s in member_seeds]
+    params = [nn.Parameter(torch.stack([getattr(layer, name).detach() for layer in layers]))
+              for layers in ([n.hidden_layers[0] for n in nets], [n.readout for n in nets])
+              for name in ("weight", "bias")]
+    if any(n.hidden_layers[0].multiplier != 1.0 or n.readout.multiplier != 1.0 for n in nets):
+        raise ValueError("the stacked MLPs assume the standard parametrization (multipliers 1)")
+    w1, b1, w2, b2 = params
+
+    def forward(x: torch.Tensor) -> torch.Tensor:  # (members, samples, classes)
+        h = torch.relu(torch.einsum("nd,mwd->mnw", x, w1) + b1[:, None, :])
+        return torch.einsum("mnw,mcw->mnc", h, w2) + b2[:, None, :]
+
+    def loss_of(out: torch.Tensor) -> torch.Tensor:  # the sum over members of each member's mean loss
+        if loss_name == "mse":
+            return ((out - nn.functional.one_hot(labels, 10).to(out.dtype)) ** 2).sum(-1).mean(-1).sum()
+        ce = nn.functional.cross_entropy(out.reshape(-1, 10), labels.reshape(-1), reduction="none")
+        return ce.view(members, -1).mean(-1).sum()
+
+    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss_of(forward(split.x_train)).backward()
+        opt.step()
+    with torch.no_grad():
+        test = (forward(split.x_test).argmax(-1) != split.y_test[None, :]).double().mean(-1)
+        train_err = (forward(split.x_train).argmax(-1) != labels).double().mean(-1)
+    return {"test_error": float(test.mean()), "test_error_sd": float(test.std()) if members > 1 else 0.0,
+            "train_error": float(train_err.mean()), "num_params": float(sum(p[0].numel() for p in params))}
+
+
+def random_features_digits_run(config: dict[str, Any]) -> dict[str, float]:
+    """A two-layer ReLU network on the digits data whose first layer is random and fixed
+    (:class:`theorylab.models.RandomFeatures`, ``model_size`` features) and whose readout is the
+    minimum-norm least-squares fit to one-hot targets (the limit of gradient descent on the MSE from
+    zero).  Keys: ``model_size``, ``sample_size`` (default all 1,258), ``label_noise`` (Nakkiran et al.
+    2019: a fixed random *incorrect* label), ``seed``.  Returns ``test_error`` (0-1, clean test set),
+    ``train_error`` (0-1 on the noisy labels) and ``condition_number`` of the feature Gram.
+    """
+    from theorylab.data import load_digits, with_label_noise
+    from theorylab.models import RandomFeatures
+
+    width, seed = int(config["model_size"]), int(config["seed"])
+    split = load_digits(seed=0, dtype=torch.float64)
+    if config.get("sample_size") is not None:
+        split = split.subsample(int(config["sample_size"]), seed=seed)
     y_train = with_label_noise(split.y_train, float(config.get("label_noise", 0.0)), 10, seed=seed)
-    model = MLP(64, [width], 10, seed=seed)
-    loss_name = config.get("loss", "cross_entropy")
-    if loss_name == "cross_entropy":
-        loss_fn: Callable[..., torch.Tensor] = nn.CrossEntropyLoss()
-    elif loss_name == "mse":
-        loss_fn = lambda out, y: ((out - nn.functional.one_hot(y, 10).to(out.dtype)) ** 2).sum(1).mean()  # noqa: E731
-    else:
-        raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss_name!r}")
-    train(model, loss_fn, (split.x_train, y_train), steps=int(config["steps"]), lr=float(config["lr"]),
-          optimizer=config.get("optimizer", "adam"), seed=seed)
-    return {"test_error": 1.0 - accuracy(model, split.test), "train_error": 1.0 - accuracy(model, (split.x_train, y_train)),
-            "num_params": float(sum(p.numel() for p in model.parameters()))}
+    model = RandomFeatures(64, width, 10, seed=seed).double()
+    with torch.no_grad():
+        train_f, test_f = model.features(split.x_train).numpy(), model.features(split.x_test).numpy()
+    u, s, vt = _svd_nonzero(train_f)
+    readout = vt.T @ ((u.T @ np.eye(10)[y_train.numpy()]) / s[:, None])
+    n = len(y_train)
+    return {"test_error": float(np.mean((test_f @ readout).argmax(1) != split.y_test.numpy())),
+            "train_error": float(np.mean((train_f @ readout).argmax(1) != y_train.numpy())),
+            "condition_number": float(s.max() ** 2 / s.min() ** 2) if n else float("nan")}
