@@ -48,7 +48,8 @@ def coherent_gradients(ctx: Context) -> Outcome:
     for name, y in (("real", y_real), ("random", y_random)):
         model = MLP(64, widths, 10, seed=ctx.seed).to(ctx.device)
         res = train(model, ce, (x, y), steps=steps, lr=0.05, optimizer="sgd", batch_size=64, seed=ctx.seed,
-                    monitors=[coherence_monitor(ce, (x[:m], y[:m]), every=every), accuracy_monitor((x, y), every=every)])
+                    monitors=[coherence_monitor(ce, (x[:m], y[:m]), every=every),
+                              accuracy_monitor((x, y), every=every)])
         history[name] = (res.monitor_steps["gradients.coherence"], res.monitors["gradients.coherence"],
                          res.monitors["accuracy"])
     t, real, acc_real = history["real"]
@@ -217,8 +218,9 @@ def critical_batch_size(ctx: Context) -> Outcome:
     b_crit = s_min = math.nan
     if reached.sum() >= 3:
         fit = lambda b, s0, bc: np.log(s0) + np.log1p(bc / b)  # noqa: E731
-        (s_min, b_crit), _ = scipy.optimize.curve_fit(fit, batch_sizes[reached].astype(float), np.log(steps[reached]),
-                                                      p0=[steps[reached].min(), 100.0], bounds=([1e-9, 0], [np.inf, np.inf]))
+        (s_min, b_crit), _ = scipy.optimize.curve_fit(fit, batch_sizes[reached].astype(float),
+                                                      np.log(steps[reached]), p0=[steps[reached].min(), 100.0],
+                                                      bounds=([1e-9, 0], [np.inf, np.inf]))
     ce = nn.CrossEntropyLoss()
     reference = models[int(np.argmax(reached))]  # the smallest batch size that reached the target
     b_simple = gradient_statistics(reference, ce, (x, y)).noise_scale

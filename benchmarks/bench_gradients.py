@@ -8,10 +8,10 @@ One MLP, 1,024 examples; three ways to get the m-coherence ``|sum g_i|^2 / sum |
   time folded into running sums (O(P + chunk P) memory); run again on 4 N examples (the data
   repeated four times) to show that its memory does not grow with N.
 
-Times exclude a one-off warm-up on 2 examples (torch.func builds its batching rules on its first call
-in a process; that cost is printed in its own column).  Each method runs in a fresh subprocess so its peak memory (resident set size ``ru_maxrss`` on CPU,
-``torch.cuda.max_memory_allocated`` with ``--device cuda``, above the state after building the
-model and data) is its own.  Run:
+Times exclude a one-off warm-up on 2 examples (torch.func builds its batching rules on its first
+call in a process; that cost is printed in its own column).  Each method runs in a fresh subprocess
+so its peak memory (resident set size ``ru_maxrss`` on CPU, ``torch.cuda.max_memory_allocated``
+with ``--device cuda``, above the state after building the model and data) is its own.  Run:
 ``.venv/bin/python benchmarks/bench_gradients.py [--examples 1024] [--width 256] [--threads 1]``.
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _child(method: str, examples: int, width: int, chunk: int, threads: int, rep
     g = torch.Generator().manual_seed(0)
     x = torch.randn(examples, 64, generator=g).to(device)
     y = torch.randint(0, 10, (examples,), generator=g).to(device)
-    if method == "streaming_4n":  # the same examples four times: same coherence up to the factor 4, memory must not grow
+    if method == "streaming_4n":  # the data four times: alpha_m times 4, memory must not grow
         x, y = x.repeat(4, 1), y.repeat(4)
     model = MLP(64, [width, width], 10, seed=0).to(device)
     ce = nn.CrossEntropyLoss()
@@ -92,7 +92,8 @@ def _child(method: str, examples: int, width: int, chunk: int, threads: int, rep
         seconds.append(time.perf_counter() - start)
     if method == "streaming_4n":
         value /= len(y) / examples  # four copies of each gradient multiply alpha_m by 4
-    return {"method": method, "seconds": min(seconds), "warm_up": warm_up, "peak_mb": _peak_mb(device) - baseline, "coherence": value,
+    return {"method": method, "seconds": min(seconds), "warm_up": warm_up, "peak_mb": _peak_mb(device) - baseline,
+            "coherence": value,
             "params": params}
 
 
@@ -107,12 +108,14 @@ def main() -> None:
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_child(args.child, args.examples, args.width, args.chunk, args.threads, args.repeats, args.device)))
+        print(json.dumps(_child(args.child, args.examples, args.width, args.chunk, args.threads, args.repeats,
+                                args.device)))
         return
     rows = []
     for method in METHODS:  # the speed-up column of the 4 N row compares with the loop over N examples
         out = subprocess.run([sys.executable, __file__, "--child", method, "--examples", str(args.examples),
-                              "--width", str(args.width), "--chunk", str(args.chunk), "--threads", str(args.threads), "--repeats", str(args.repeats), "--device", args.device],
+                              "--width", str(args.width), "--chunk", str(args.chunk), "--threads", str(args.threads),
+                              "--repeats", str(args.repeats), "--device", args.device],
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     loop = rows[0]
@@ -125,7 +128,8 @@ def main() -> None:
           f"{'coherence':>12s} {'first call [s]':>15s}")
     for r in rows:
         print(f"{LABELS[r['method']]:32s} {r['seconds']:9.3f} {loop['seconds'] / r['seconds']:8.1f}x "
-              f"{r['peak_mb']:14.1f} {r['peak_mb'] / max(loop['peak_mb'], 1e-9):9.2f}x {r['coherence']:12.6f} {r['warm_up']:15.2f}")
+              f"{r['peak_mb']:14.1f} {r['peak_mb'] / max(loop['peak_mb'], 1e-9):9.2f}x {r['coherence']:12.6f} "
+              f"{r['warm_up']:15.2f}")
     spread = max(abs(r["coherence"] / loop["coherence"] - 1) for r in rows)
     print(f"largest relative difference between the coherences: {spread:.1e}")
 

@@ -317,10 +317,10 @@ def neural_collapse(features: Tensor | Iterable[tuple[Tensor, Tensor]], labels: 
     return result
 
 
-def _classifier_of(model: nn.Module, classifier: LayerSpec | None) -> tuple[nn.Module | None, Tensor | None,
-                                                                              Tensor | None]:
+def _classifier_of(model: nn.Module, classifier: LayerSpec | None) -> tuple[Tensor | None, Tensor | None]:
+    """The effective weight (``multiplier * W``) and bias (``bias_multiplier * b``) of a classifier module."""
     if classifier is None:
-        return None, None, None
+        return None, None
     module = next(iter(resolve_layers(model, classifier).values()))
     weight = getattr(module, "weight", None)
     if not isinstance(weight, Tensor) or weight.dim() != 2:
@@ -328,7 +328,7 @@ def _classifier_of(model: nn.Module, classifier: LayerSpec | None) -> tuple[nn.M
     scale = float(getattr(module, "multiplier", 1.0))
     bias = getattr(module, "bias", None)
     bias = bias * float(getattr(module, "bias_multiplier", 1.0)) if isinstance(bias, Tensor) else None
-    return module, (scale * weight).detach(), bias.detach() if bias is not None else None
+    return (scale * weight).detach(), bias.detach() if bias is not None else None
 
 
 def model_collapse(model: nn.Module, data: Data, *, layer: LayerSpec | None = None, site: Site = "input",
@@ -344,7 +344,7 @@ def model_collapse(model: nn.Module, data: Data, *, layer: LayerSpec | None = No
     """
     if layer is None and classifier is None:
         raise ValueError("name the feature layer, the classifier, or both")
-    _, weight, bias = _classifier_of(model, classifier)
+    weight, bias = _classifier_of(model, classifier)
     layers = resolve_layers(model, layer if layer is not None else classifier)  # type: ignore[arg-type]
     (name,) = layers
 

@@ -26,7 +26,7 @@ the statistics over a data set are streaming sums, so memory is ``O(P)`` plus on
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
