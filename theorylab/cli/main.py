@@ -10,10 +10,11 @@ import argparse
 import sys
 
 from theorylab.cli import sweep as sweep_cmd
+from theorylab.cli import fit as fit_cmd
 from theorylab.cli import verify as verify_cmd
 from theorylab.provenance import __version__
 
-COMMANDS = [verify_cmd, sweep_cmd]
+COMMANDS = [verify_cmd, sweep_cmd, fit_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
