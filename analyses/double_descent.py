@@ -195,7 +195,7 @@ def deep_double_descent(ctx: Context) -> Outcome:
     widths = ctx.pick([8, 16, 24, 32, 48, 96], [8, 16, 32, 48, 64, 96, 128, 192, 256, 512, 1024])
     members, steps = ctx.pick(3, 5), ctx.pick(800, 4000)
     noises = ctx.pick([0.0, 0.2], [0.0, 0.1, 0.2])
-    base = {"sample_size": n, "steps": steps, "lr": 1e-2, "loss": "mse", "members": members}
+    base = {"sample_size": n, "steps": steps, "lr": 1e-2, "loss": "mse", "members": members, "device": str(ctx.device)}
     with _single_threaded():
         runs = {noise: double_descent(mlp_digits_run, axis="model_size", values=widths, seeds=[ctx.seed],
                                       base={**base, "label_noise": noise}, extras=("test_error_sd", "train_error"))

@@ -292,7 +292,7 @@ def mlp_digits_run(config: dict[str, Any]) -> dict[str, float]:
     1,258), ``label_noise`` (fraction of training labels replaced by a fixed random *incorrect* label,
     Nakkiran et al. 2019), ``steps``, ``lr``, ``optimizer`` (``"adam"`` (default) or ``"gd"``, full
     batch), ``loss`` (``"cross_entropy"`` (default) or ``"mse"`` on one-hot targets), ``members``
-    (default 1), ``seed``.  Member ``i`` has its own initialisation and label noise, both seeded by
+    (default 1), ``device`` (default ``"cpu"``), ``seed``.  Member ``i`` has its own initialisation and label noise, both seeded by
     ``seed + 10007 i``; the members' weights are stacked and trained as one batch of independent
     problems (the summed loss has each member's own gradient, and Adam and GD act elementwise), which
     is the same as training each network alone.  Returns the members' mean ``test_error`` (0-1 error on
@@ -314,11 +314,13 @@ def mlp_digits_run(config: dict[str, Any]) -> dict[str, float]:
     split = load_digits(seed=0)
     if config.get("sample_size") is not None:
         split = split.subsample(int(config["sample_size"]), seed=seed)
+    device = torch.device(config.get("device", "cpu"))
+    split = split.to(device)
     member_seeds = [seed + 10007 * i for i in range(members)]
-    labels = torch.stack([with_label_noise(split.y_train, float(config.get("label_noise", 0.0)), 10, seed=s)
-                          for s in member_seeds])
+    labels = torch.stack([with_label_noise(split.y_train.cpu(), float(config.get("label_noise", 0.0)), 10, seed=s)
+                          for s in member_seeds]).to(device)
     nets = [MLP(64, [width], 10, seed=s) for s in member_seeds]
-    params = [nn.Parameter(torch.stack([getattr(layer, name).detach() for layer in layers]))
+    params = [nn.Parameter(torch.stack([getattr(layer, name).detach() for layer in layers]).to(device))
               for layers in ([n.hidden_layers[0] for n in nets], [n.readout for n in nets])
               for name in ("weight", "bias")]
     if any(n.hidden_layers[0].multiplier != 1.0 or n.readout.multiplier != 1.0 for n in nets):
