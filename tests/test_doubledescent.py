@@ -13,12 +13,12 @@ from theorylab.doubledescent import (DoubleDescentResult, double_descent, gd_lea
 from theorylab.theory import ridgeless_risk, ridgeless_risk_finite
 
 
-
 @pytest.fixture(autouse=True)
 def _one_blas_thread():
     """Small dense problems: one BLAS thread (several only contend on a shared machine)."""
     with threadpool_limits(1):
         yield
+
 
 def test_sample_wise_sweep_follows_the_exact_finite_n_risk_and_peaks_at_n_equals_p():
     p, ns, seeds = 40, [20, 30, 36, 44, 50, 60, 120], range(60)

@@ -10,12 +10,12 @@ from theorylab.spectra import MPFit, mp_fit, tracy_widom_threshold
 from theorylab.theory import mp_edges, spiked_outlier
 
 
-
 @pytest.fixture(autouse=True)
 def _one_blas_thread():
     """Small dense problems: one BLAS thread (several only contend on a shared machine)."""
     with threadpool_limits(1):
         yield
+
 
 @pytest.mark.parametrize("n,p", [(600, 200), (200, 600), (300, 300)])
 def test_white_matrix_fits_with_no_outliers(n, p):

@@ -18,12 +18,12 @@ from theorylab.theory import (excess_product, gd_risk, mp_atom, mp_cdf, mp_densi
                               saxe_mode_strength_symbolic, spiked_outlier, symmetric_overparam_tail)
 
 
-
 @pytest.fixture(autouse=True)
 def _one_blas_thread():
     """Small dense problems: one BLAS thread (several only contend on a shared machine)."""
     with threadpool_limits(1):
         yield
+
 
 # ---------------------------------------------------------------------------------------------
 # Marchenko-Pastur
