@@ -149,21 +149,24 @@ def double_descent(fn: Callable[[dict[str, Any]], dict[str, Any]], *, axis: Axis
 
 
 def _collect(records: list[dict[str, Any]], name: str, num_seeds: int, num_values: int, axis: str) -> np.ndarray:
-    """The output ``name`` of every run as a ``(num_seeds, num_values)`` array."""
+    """The output ``name`` of every run as a ``(num_seeds, num_values)`` array (runs are seed-major)."""
+    expected = num_values if axis == "train_time" else 1
     rows = []
     for r in records:
         if name not in r["result"]:
             raise ValueError(f"the experiment returned no {name!r} (it returned {sorted(r['result'])})")
-        rows.append(np.atleast_1d(np.asarray(r["result"][name], dtype=np.float64)))
-    out = np.stack(rows).reshape(num_seeds, num_values) if axis == "train_time" else \
-        np.concatenate(rows).reshape(num_seeds, num_values)
-    return out
+        row = np.asarray(r["result"][name], dtype=np.float64).ravel()
+        if row.size != expected:
+            raise ValueError(f"the experiment's {name!r} must hold {expected} value(s) per run "
+                             f"({'one per step count' if axis == 'train_time' else 'a scalar'}), got {row.size}")
+        rows.append(row)
+    return np.concatenate(rows).reshape(num_seeds, num_values)
 
 
 # ---------------------------------------------------------------------------------------------
 # Experiments
 # ---------------------------------------------------------------------------------------------
-def _regression_data(n: int, p: int, n_test: int, noise: float, signal: float, rng: np.random.Generator
+def _regression_data(n: int, p: int, noise: float, signal: float, rng: np.random.Generator
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``x ~ N(0, I_p)``, ``beta`` uniform on the sphere of radius ``sqrt(signal)``, Gaussian label noise."""
     x = rng.standard_normal((n, p))
@@ -182,7 +185,7 @@ def linear_regression_run(config: dict[str, Any]) -> dict[str, float]:
     noise, signal, ridge = float(config.get("noise", 0.0)), float(config.get("signal", 1.0)), float(config.get("ridge", 0.0))
     if p < 1 or n < 1 or noise < 0 or signal < 0 or ridge < 0:
         raise ValueError(f"need model_size, sample_size >= 1 and noise, signal, ridge >= 0, got {config}")
-    x, y, beta = _regression_data(n, p, 0, noise, signal, np.random.default_rng(int(config["seed"])))
+    x, y, beta = _regression_data(n, p, noise, signal, np.random.default_rng(int(config["seed"])))
     if ridge == 0:
         beta_hat = np.linalg.lstsq(x, y, rcond=None)[0]  # minimum-norm solution when p > n
     else:
@@ -238,7 +241,7 @@ def linear_gd_run(config: dict[str, Any]) -> dict[str, list[float]]:
     p, n = int(config["model_size"]), int(config["sample_size"])
     steps = [int(k) for k in config["train_time"]]
     rng = np.random.default_rng(int(config["seed"]))
-    x, y, beta = _regression_data(n, p, 0, float(config.get("noise", 0.0)), float(config.get("signal", 1.0)), rng)
+    x, y, beta = _regression_data(n, p, float(config.get("noise", 0.0)), float(config.get("signal", 1.0)), rng)
     init = rng.standard_normal(p) * math.sqrt(float(config.get("init_norm2", 0.0)) / p)
     ws = gd_least_squares(x, y, lr=float(config["lr"]), steps=steps, init=init)
     return {"test_error": np.sum((ws - beta) ** 2, axis=1).tolist(),
