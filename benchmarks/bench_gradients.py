@@ -116,7 +116,11 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--child", method, "--examples", str(args.examples),
                               "--width", str(args.width), "--chunk", str(args.chunk), "--threads", str(args.threads),
                               "--repeats", str(args.repeats), "--device", args.device],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True)
+        if out.returncode:  # e.g. out of memory: reported as such, the other methods still run
+            lines = (out.stderr or out.stdout).strip().splitlines()
+            rows.append({"method": method, "error": lines[-1][:100] if lines else f"exit code {out.returncode}"})
+            continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     loop = rows[0]
     params, n = loop["params"], args.examples
@@ -127,10 +131,13 @@ def main() -> None:
     print(f"{'method':32s} {'time [s]':>9s} {'speed-up':>9s} {'peak mem [MB]':>14s} {'mem / loop':>10s} "
           f"{'coherence':>12s} {'first call [s]':>15s}")
     for r in rows:
+        if "error" in r:
+            print(f"{LABELS[r['method']]:32s} failed: {r['error']}")
+            continue
         print(f"{LABELS[r['method']]:32s} {r['seconds']:9.3f} {loop['seconds'] / r['seconds']:8.1f}x "
               f"{r['peak_mb']:14.1f} {r['peak_mb'] / max(loop['peak_mb'], 1e-9):9.2f}x {r['coherence']:12.6f} "
               f"{r['warm_up']:15.2f}")
-    spread = max(abs(r["coherence"] / loop["coherence"] - 1) for r in rows)
+    spread = max(abs(r["coherence"] / loop["coherence"] - 1) for r in rows if "error" not in r)
     print(f"largest relative difference between the coherences: {spread:.1e}")
 
 
