@@ -52,6 +52,8 @@ def numpy_run(config):
 def main(argv):
     from theorylab.sweep import grid, sweep
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even if started in the background
+
     out_dir, executor, max_workers, *seeds = argv
     configs = grid(seed=[int(s) for s in seeds], n=[32], sleep=[0.15])
     sweep(numpy_run, configs, out_dir=out_dir, executor=executor, max_workers=int(max_workers), progress=False)
