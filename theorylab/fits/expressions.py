@@ -37,7 +37,7 @@ def parse_expression(text: str, *, variables: tuple[str, ...],
         raise ValueError(f"the expression is longer than {MAX_LENGTH} characters")
     text = text.strip()
     if text.count("=") == 1 and "==" not in text:  # allow "L = E + A*N**-alpha"
-        text = text.split("=", 1)[1]
+        text = text.split("=", 1)[1].strip()
     try:
         tree = ast.parse(text.replace("^", "**"), mode="eval")
     except SyntaxError as exc:

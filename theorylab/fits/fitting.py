@@ -101,7 +101,7 @@ def validate(form: Form, columns: Mapping[str, np.ndarray], response: str, loss:
     n = len(out[response])
     if any(len(v) != n for v in out.values()):
         raise ValueError("columns have different lengths")
-    for c in list(form.variables) + ([response] if loss.space == "log" else []):
+    for c in list(form.positive_variables) + ([response] if loss.space == "log" else []):
         bad = np.flatnonzero(out[c] <= 0)
         if bad.size:
             why = "log-scale loss" if c == response else "a power-law variable"

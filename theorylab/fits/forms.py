@@ -41,19 +41,22 @@ class Form:
     ``positive``: parameters optimised in log coordinates (they must be > 0).  ``linear``: positive
     parameters that enter linearly (solved by NNLS in variable projection).  ``ranges``: the box of
     starting values of each parameter *in optimiser coordinates* (log for positive ones); a
-    callable ``(X, y) -> Ranges`` when the box depends on the data.  ``spec`` rebuilds the form
+    callable ``(X, y) -> Ranges`` when the box depends on the data.  ``positive_variables``: the
+    inputs that must be > 0 (default all).  ``spec`` rebuilds the form
     with :func:`make_form` (it is what a saved result stores).
     """
 
     def __init__(self, name: str, expr: sp.Expr, variables: Sequence[str], params: Sequence[str], *,
                  positive: Sequence[str] = (), linear: Sequence[str] = (),
                  ranges: Ranges | Callable[[Mapping[str, np.ndarray], np.ndarray], Ranges] | None = None,
-                 spec: dict[str, Any] | None = None):
+                 spec: dict[str, Any] | None = None, positive_variables: Sequence[str] | None = None):
         self.name = name
         self.expr = expr
         self.variables = tuple(variables)
         self.params = tuple(params)
         self.positive = frozenset(positive)
+        #: variables that must be > 0 (those raised to fitted powers)
+        self.positive_variables = self.variables if positive_variables is None else tuple(positive_variables)
         self.linear = tuple(linear)
         self.spec = dict(spec or {"form": name})
         self._ranges = ranges
@@ -245,7 +248,7 @@ def annealing(s1: str = "S1", s2: str = "S2") -> Form:
     return Form("annealing", L0 + A * S1 ** (-alpha) - C * S2, [s1, s2], ["L0", "A", "C", "alpha"],
                 positive=["L0", "A", "C"], linear=["L0", "A", "C"],
                 ranges={"alpha": (0.0, 2.0), "L0": (-3.0, 2.0), "A": (-3.0, 3.0), "C": (-3.0, 3.0)},
-                spec={"form": "annealing", "s1": s1, "s2": s2})
+                spec={"form": "annealing", "s1": s1, "s2": s2}, positive_variables=[s1])
 
 
 def annealing_features(lr: Sequence[float] | np.ndarray, *, decay: float = 0.999) -> tuple[np.ndarray, np.ndarray]:
@@ -277,7 +280,8 @@ def expression(text: str, variables: Sequence[str], *, positive: Sequence[str] =
     """A user-defined law, e.g. ``expression("E + A * N**-alpha", ["N"], positive=["E", "A"])``.
 
     The text is parsed without ``eval`` (see :func:`theorylab.fits.expressions.parse_expression`);
-    every name that is not a variable is a parameter.  ``positive`` parameters are fitted in log
+    every name that is not a variable is a parameter.  Inputs are not checked for sign: where the law is
+    undefined on the data the fit reports it.  ``positive`` parameters are fitted in log
     coordinates; ``ranges`` gives starting boxes (optimiser coordinates; default [0, 1], or
     [-3, 3] for log coordinates).
     """
@@ -288,7 +292,7 @@ def expression(text: str, variables: Sequence[str], *, positive: Sequence[str] =
     unknown = set(positive) - set(params)
     if unknown:
         raise ValueError(f"positive names {sorted(unknown)} are not parameters of {text!r}")
-    return Form("expression", expr, variables, params, positive=positive, ranges=ranges,
+    return Form("expression", expr, variables, params, positive=positive, ranges=ranges, positive_variables=(),
                 spec={"form": "expression", "text": text, "variables": list(variables),
                       "positive": list(positive), "ranges": {k: list(v) for k, v in (ranges or {}).items()}})
 

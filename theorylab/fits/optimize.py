@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -44,10 +45,12 @@ class Tolerance:
     gtol: float = 1e-10
     maxiter: int = 20000
     scaled: bool = True
+    #: stop once the scaled objective is below this: an exact fit, residuals at rounding level
+    exact: float = 1e-26
 
     @classmethod
     def scipy_default(cls) -> "Tolerance":
-        return cls(ftol=2.220446049250313e-09, gtol=1e-5, maxiter=15000, scaled=False)
+        return cls(ftol=2.220446049250313e-09, gtol=1e-5, maxiter=15000, scaled=False, exact=0.0)
 
 
 class Problem:
@@ -111,10 +114,16 @@ def lbfgs(problem: Problem, theta0: np.ndarray, tol: Tolerance = Tolerance()) ->
         value, grad = problem.value_and_grad(theta)
         return value / scale, grad / scale
 
-    res = minimize(fun, np.asarray(theta0, dtype=float), jac=True, method="L-BFGS-B",
+    def exact_fit(intermediate_result: Any) -> None:
+        if intermediate_result.fun < tol.exact:
+            raise StopIteration
+
+    res = minimize(fun, np.asarray(theta0, dtype=float), jac=True, method="L-BFGS-B", callback=exact_fit,
                    options={"ftol": tol.ftol, "gtol": tol.gtol, "maxiter": tol.maxiter, "maxcor": 20})
     value = problem.value(res.x)
-    return res.x, value, bool(res.success), str(res.message)
+    exact = value / scale < tol.exact
+    message = "exact fit: objective at rounding level" if exact else str(res.message)
+    return res.x, value, bool(res.success or exact), message
 
 
 def multistart_lbfgs(problem: Problem, starts: np.ndarray, tol: Tolerance = Tolerance()) -> OptimumReport:
