@@ -78,7 +78,8 @@ class _Krylov:
                  deflation: Tensor | None = None):
         self.op, self.reorthogonalize, self.deflation = op, reorthogonalize, deflation
         self.max_steps = max_steps
-        self.basis = torch.empty(op.shape[0], max_steps, dtype=op.dtype, device=op.device)
+        # one contiguous row per Lanczos vector: the projections read a contiguous (j, P) block
+        self.rows = torch.empty(max_steps, op.shape[0], dtype=op.dtype, device=op.device)
         self.alpha: list[float] = []
         self.beta: list[float] = []
         self.breakdown = False
@@ -88,7 +89,7 @@ class _Krylov:
         norm = float(torch.linalg.vector_norm(q))
         if norm == 0.0:
             raise ValueError("the start vector is zero (in the complement of the locked vectors)")
-        self.basis[:, 0] = q / norm
+        self.rows[0] = q / norm
 
     def _project(self, w: Tensor, j: int) -> Tensor:
         """Remove from ``w`` its components along the deflation space and ``q_0 .. q_{j-1}``, twice."""
@@ -96,7 +97,7 @@ class _Krylov:
             if self.deflation is not None:
                 w = w - self.deflation @ (self.deflation.T @ w)
             if j > 0:
-                w = w - self.basis[:, :j] @ (self.basis[:, :j].T @ w)
+                w = w - (self.rows[:j] @ w) @ self.rows[:j]
         return w
 
     @property
@@ -109,12 +110,12 @@ class _Krylov:
 
     def step(self) -> None:
         j = self.num_steps
-        q = self.basis[:, j]
+        q = self.rows[j]
         w = self.op @ q
         alpha = _dot64(q, w)
         w = w - alpha * q
         if j > 0:
-            w = w - self.beta[-1] * self.basis[:, j - 1]
+            w = w - self.beta[-1] * self.rows[j - 1]
         if self.reorthogonalize:
             w = self._project(w, j + 1)
         beta = float(torch.linalg.vector_norm(w.to(torch.float64)))
@@ -126,12 +127,12 @@ class _Krylov:
             return
         self.beta.append(beta)
         if j + 1 < self.max_steps:
-            self.basis[:, j + 1] = w / beta
+            self.rows[j + 1] = w / beta
 
     def decomposition(self) -> LanczosDecomposition:
         m = self.num_steps
         return LanczosDecomposition(alpha=np.array(self.alpha), beta=np.array(self.beta),
-                                    basis=self.basis[:, :m], breakdown=self.breakdown, num_matvecs=m)
+                                    basis=self.rows[:m].T, breakdown=self.breakdown, num_matvecs=m)
 
 
 def _validate_steps(name: str, value: Any) -> int:
