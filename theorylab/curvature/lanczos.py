@@ -236,7 +236,8 @@ def top_eigenvalues(op: LinearOperator | Tensor | np.ndarray, k: int = 1, *, whi
     ``which``: "LA" largest algebraic, "SA" smallest algebraic, "LM" largest magnitude.  Each run
     uses full reorthogonalization and stops when the wanted Ritz residuals satisfy
     ``||H y - theta y|| <= tol |theta|`` (so ``|theta - lambda| <= tol |theta|`` for some eigenvalue
-    ``lambda``, Parlett 1998, Thm 4.5.1), or at working precision.  Converged pairs are locked and
+    ``lambda``: the residual bound of Parlett 1998, Ch. 4), or at working precision (residual
+    ``<= 10 eps ||T||``).  Converged pairs are locked and
     later runs work in their orthogonal complement; for ``k >= 2`` a final check run makes repeated
     eigenvalues appear with their multiplicity.  ``max_steps`` bounds the basis of one run
     (default ``min(P, max(200, 20 k))``, memory ``P * max_steps``).  Start vectors are Gaussian,
