@@ -122,7 +122,7 @@ def _figures(result: Any, boot: Any, back: Any, out: Path) -> list[str]:
     from theorylab.plotting import close, save_figure
 
     made = []
-    figs = [("fit", fit_figure(result))]
+    figs = [("fitted_vs_observed", fit_figure(result))]
     if len(result.variables) == 2 and result.form["form"] != "annealing":
         figs.append(("contours", contour_figure(result).figure))
     if len(result.variables) == 1:
