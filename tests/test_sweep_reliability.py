@@ -61,12 +61,14 @@ def calls_log(tmp_path, monkeypatch):
     return path
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
-def test_a_sweep_killed_at_a_random_moment_resumes_losing_and_repeating_nothing(tmp_path, calls_log, sig):
+@pytest.mark.parametrize("sig, executor", [(signal.SIGKILL, "processes"), (signal.SIGINT, "serial")],
+                         ids=["SIGKILL-processes", "Ctrl-C-serial"])
+def test_a_sweep_killed_at_a_random_moment_resumes_losing_and_repeating_nothing(tmp_path, calls_log, sig, executor):
     seeds, out = range(10), tmp_path / "store"
     configs = _configs(seeds)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "processes", "2", *map(str, seeds)],
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(out), executor, "1" if executor == "serial" else "2",
+                             *map(str, seeds)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     rng = random.Random()
@@ -130,16 +132,18 @@ def test_sigkill_of_one_worker_is_survived_without_losing_or_repeating_runs(tmp_
 
 
 def test_a_run_that_kills_its_worker_is_recorded_as_failed_and_the_others_finish(tmp_path, calls_log):
-    configs = grid(seed=[0, 1, 2, 4], n=[16]) + [{"seed": 5, "n": 16, "die": True}]
-    res = sweep(numpy_run, configs, out_dir=tmp_path, executor="processes", max_workers=2, progress=False)
+    configs = grid(seed=[0, 1], n=[16]) + [{"seed": 5, "n": 16, "die": True}] + grid(seed=[2, 4], n=[16])
+    res = sweep(numpy_run, configs, out_dir=tmp_path, executor="processes", max_workers=1, progress=False)
     (failed,) = res.failed
-    assert failed["config"]["die"] and failed["error"] == WORKER_DIED
-    assert [r["status"] for r in res.records[:4]] == ["ok"] * 4
-    pd.testing.assert_frame_equal(res.table().iloc[:4].drop(columns=["wall_time_s", "die", "error"]),
-                                  _reference(configs[:4]).drop(columns="error"))
+    assert failed["config"]["die"] and failed["error"] == WORKER_DIED and res.meta["worker_restarts"] == 2
+    survivors = [0, 1, 3, 4]
+    assert [res.records[i]["status"] for i in survivors] == ["ok"] * 4
+    pd.testing.assert_frame_equal(
+        res.table().iloc[survivors].reset_index(drop=True).drop(columns=["wall_time_s", "die", "error"]),
+        _reference([configs[i] for i in survivors]).drop(columns="error"))
     dies = [c for c, _ in read_calls(calls_log) if '"die": true' in c]
-    assert len(dies) == 2  # once among others, once alone: then it is the culprit
-    again = sweep(numpy_run, configs, out_dir=tmp_path, executor="processes", max_workers=2, progress=False)
+    assert len(dies) == 2  # a worker died running it; it died again running alone: the culprit
+    again = sweep(numpy_run, configs, out_dir=tmp_path, executor="processes", max_workers=1, progress=False)
     assert again.meta["computed"] == 0 and again.failed[0]["error"] == WORKER_DIED
 
 
