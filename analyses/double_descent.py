@@ -43,7 +43,7 @@ NOISE = 0.25  # label-noise variance sigma^2 (signal r^2 = 1): the reference set
        title="Ridgeless regression: test risk over gamma = p/n follows the closed form, peaks at gamma = 1; "
              "optimal ridge removes the peak",
        citation="Hastie, Montanari, Rosset & Tibshirani 2019 (Surprises in high-dimensional ridgeless least "
-                "squares interpolation), Thm 1 and Sec. 5",
+                "squares interpolation), isotropic features",
        statement="For isotropic Gaussian features, signal r^2 = 1 and noise sigma^2 = 0.25, the excess test risk "
                  "of the minimum-norm interpolator over gamma = p/n (p fixed, n varied) follows "
                  "sigma^2 gamma/(1-gamma) for gamma < 1 and r^2(1-1/gamma) + sigma^2/(gamma-1) for gamma > 1, "
@@ -91,7 +91,7 @@ def ridgeless_double_descent(ctx: Context) -> Outcome:
     grid = np.geomspace(gammas.min(), gammas.max(), 600)
     curve = ridgeless_risk(grid, noise=NOISE)
     curve[np.abs(grid - 1) < 0.01] = np.nan
-    ax.plot(grid, curve, color=PREDICTED, label="ridgeless: Hastie et al. Thm 1")
+    ax.plot(grid, curve, color=PREDICTED, label="ridgeless: Hastie et al. closed form")
     ax.plot(grid, [ridge_risk(g, optimal_ridge(g, noise=NOISE), noise=NOISE) for g in grid], color=PREDICTED,
             ls="--", label="optimal ridge: closed form")
     ax.errorbar(gamma, ridgeless.mean, yerr=2 * se, fmt="o", ms=3, color=MEASURED, label=f"ridgeless, p={p}")
@@ -115,8 +115,7 @@ def ridgeless_double_descent(ctx: Context) -> Outcome:
 # ---------------------------------------------------------------------------------------------
 @claim("liu2023.optimization_double_descent",
        title="Random features: the peak at #features = n needs an optimizer that reaches low loss",
-       citation="Liu & Flanigan 2023 (Understanding the role of optimization in double descent), NeurIPS "
-                "workshop on optimization for ML",
+       citation="Liu & Flanigan 2023 (Understanding the role of optimization in double descent)",
        statement="For ReLU random-features regression (n samples, label noise) the test error peaks at "
                  "#features N ~ n when the readout is fitted to low training loss (the minimum-norm solution, "
                  "or long gradient descent), and the peak shrinks when the optimizer does not reach low loss "
@@ -180,7 +179,7 @@ def optimization_double_descent(ctx: Context) -> Outcome:
 @claim("nakkiran2019.deep_double_descent",
        title="MLPs on digits: a test-error peak at the interpolation threshold, larger with label noise",
        citation="Nakkiran, Kaplun, Bansal, Yang, Barak & Sutskever 2019 (Deep double descent: where bigger models "
-                "and more data hurt), Sec. 4 (model-wise double descent)",
+                "and more data hurt), model-wise double descent",
        statement="Two-layer ReLU MLPs of growing width trained to convergence (full-batch Adam, MSE on one-hot "
                  "targets) on the digits data with a fraction of training labels replaced by a fixed random "
                  "incorrect label show a peak of the clean test error near the interpolation threshold (the "

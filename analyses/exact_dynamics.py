@@ -41,7 +41,7 @@ NOISE = 0.25
 
 @claim("advani2017.overtraining_peak",
        title="Linear student: overtraining (final minus early-stopped test error) peaks at #params = #samples",
-       citation="Advani & Saxe 2017 (High-dimensional dynamics of generalization error in neural networks), Sec. 3",
+       citation="Advani & Saxe 2017 (High-dimensional dynamics of generalization error in neural networks)",
        statement="For a linear student trained by full-batch gradient descent on a noisy linear teacher "
                  "(signal 1, noise variance 0.25), the test error follows the Marchenko-Pastur dynamics "
                  "R(t) = (r^2 + |w0|^2) E[(1 - lr lam)^(2t)] + sigma^2 gamma E[(1 - (1 - lr lam)^t)^2 / lam]; the "
@@ -119,7 +119,7 @@ def overtraining_peak(ctx: Context) -> Outcome:
 @claim("saxe2014.deep_linear_modes",
        title="Deep linear network: mode strengths follow u(t), learned in order of singular value, time ~ tau/s",
        citation="Saxe, McClelland & Ganguli 2014 (Exact solutions to the nonlinear dynamics of learning in deep "
-                "linear neural networks), ICLR, Sec. 2",
+                "linear neural networks), ICLR",
        statement="A two-layer linear network trained by gradient descent on whitened inputs from decoupled, "
                  "balanced initial conditions learns each singular mode of the input-output correlation along "
                  "u(t) = s e^(2st/tau) / (e^(2st/tau) - 1 + s/u0), tau = 1/lr; modes are learned in the order of "

@@ -5,7 +5,7 @@ of ``X^T X / n`` of a matrix with i.i.d. entries of variance ``sigma2`` follow t
 law with ratio ``gamma = p / n`` (:mod:`theorylab.theory.marchenko_pastur`).  :func:`mp_fit`
 compares the empirical spectrum with it: the Kolmogorov-Smirnov distance between the empirical and
 the Marchenko-Pastur CDF, and the *outliers*, eigenvalues above the bulk edge by more than the
-finite-size Tracy-Widom fluctuation (Johnstone 2001, Thm 1: the top eigenvalue of a white Wishart
+finite-size Tracy-Widom fluctuation (Johnstone 2001, main theorem: the top eigenvalue of a white Wishart
 matrix is ``mu + s * TW1`` with ``mu = (sqrt(n - 1) + sqrt(p))^2``,
 ``s = (sqrt(n - 1) + sqrt(p)) (1/sqrt(n - 1) + 1/sqrt(p))^(1/3)``).  Outliers are structure that a
 random matrix would not have: a planted signal, learned features (Martin & Mahoney 2021).
@@ -86,7 +86,7 @@ def _as_matrix(matrix: np.ndarray | Tensor) -> np.ndarray:
 def tracy_widom_threshold(n: int, p: int, *, sigma2: float = 1.0, quantile: float = TW1_QUANTILE_99) -> float:
     """Eigenvalue of ``X^T X / n`` that a white matrix exceeds with the probability of ``quantile``.
 
-    ``sigma2 (mu + quantile * s) / n`` with Johnstone's (2001, Thm 1) centring ``mu`` and scale ``s``.
+    ``sigma2 (mu + quantile * s) / n`` with Johnstone's (2001) centring ``mu`` and scale ``s``.
     """
     if n < 2 or p < 1:
         raise ValueError(f"need n >= 2 and p >= 1, got n={n}, p={p}")

@@ -1,11 +1,11 @@
 """Exact learning dynamics of a two-layer linear network (Saxe, McClelland & Ganguli 2014).
 
 Setting ("Exact solutions to the nonlinear dynamics of learning in deep linear neural networks",
-ICLR 2014, Sec. 2): whitened inputs (``Sigma_xx = I``), input-output correlation
+ICLR 2014): whitened inputs (``Sigma_xx = I``), input-output correlation
 ``Sigma_yx = U S V^T``, network ``W2 W1`` trained by gradient flow on
 ``(1/2) E|y - W2 W1 x|^2`` with time constant ``tau = 1 / lr``.  From *decoupled* initial conditions
 (``W1 = R diag(a0) V^T``, ``W2 = U diag(a0) R^T`` with ``R`` orthogonal, balanced layers) every mode
-``alpha`` evolves alone, its strength ``u = a_alpha b_alpha`` obeying (Saxe et al. 2014, Sec. 2)::
+``alpha`` evolves alone, its strength ``u = a_alpha b_alpha`` obeying (Saxe et al. 2014)::
 
     tau du/dt = 2 u (s - u)
 
@@ -28,7 +28,7 @@ def _check(s: float, u0: float, tau: float) -> None:
 
 
 def saxe_mode_strength(t: float | np.ndarray, s: float, *, u0: float, tau: float = 1.0) -> np.ndarray:
-    """Mode strength ``u(t) = s e^(2st/tau) / (e^(2st/tau) - 1 + s/u0)`` (Saxe et al. 2014, Sec. 2).
+    """Mode strength ``u(t) = s e^(2st/tau) / (e^(2st/tau) - 1 + s/u0)`` (Saxe et al. 2014, the closed-form solution).
 
     The solution of ``tau du/dt = 2u(s - u)`` with ``u(0) = u0``; ``t`` in the units of ``tau``
     (for gradient descent with step ``lr`` on ``(1/2)|y - W2 W1 x|^2``, ``t`` = steps and ``tau = 1/lr``).
@@ -43,7 +43,7 @@ def saxe_mode_strength(t: float | np.ndarray, s: float, *, u0: float, tau: float
 def saxe_learning_time(s: float, *, u0: float, uf: float, tau: float = 1.0) -> float:
     """Time for a mode to grow from ``u0`` to ``uf``: ``(tau / 2s) ln[uf (s - u0) / (u0 (s - uf))]``.
 
-    Saxe et al. 2014, Sec. 2: for small ``u0`` it is ``~ (tau / s) ln(s / u0)``, i.e. ``O(tau / s)``.
+    Saxe et al. 2014: for small ``u0`` it is ``~ (tau / s) ln(s / u0)``, i.e. ``O(tau / s)``.
     """
     _check(s, u0, tau)
     if not (np.isfinite(uf) and u0 < uf < s):
@@ -52,7 +52,7 @@ def saxe_learning_time(s: float, *, u0: float, uf: float, tau: float = 1.0) -> f
 
 
 def saxe_mode_strength_symbolic() -> sp.Expr:
-    """:func:`saxe_mode_strength` as a sympy expression in ``t, s, u0, tau`` (Saxe et al. 2014, Sec. 2)."""
+    """:func:`saxe_mode_strength` as a sympy expression in ``t, s, u0, tau`` (Saxe et al. 2014)."""
     t, s, u0, tau = sp.symbols("t s u_0 tau", positive=True)
     e = sp.exp(2 * s * t / tau)
     return s * e / (e - 1 + s / u0)

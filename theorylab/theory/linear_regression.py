@@ -1,7 +1,7 @@
 """Test risk of isotropic linear regression in high dimension: ridgeless, ridge, and gradient descent.
 
 Setting (Hastie, Montanari, Rosset & Tibshirani 2019, "Surprises in high-dimensional ridgeless
-least squares interpolation", Sec. 2): ``n`` samples ``x ~ N(0, I_p)``, ``y = x . beta + eps``,
+least squares interpolation"): ``n`` samples ``x ~ N(0, I_p)``, ``y = x . beta + eps``,
 ``|beta|^2 = r2`` (the signal), ``Var eps = sigma2`` (the noise), ``gamma = p / n``.  The risk is the
 *excess* test risk ``E_x (x . (beta_hat - beta))^2 = |beta_hat - beta|^2`` in the limit
 ``n, p -> inf`` with ``p / n -> gamma``; a test MSE on noisy labels adds ``sigma2``.
@@ -29,7 +29,7 @@ def _check(gamma: float, signal: float, noise: float) -> None:
 def ridgeless_risk(gamma: float | np.ndarray, *, signal: float = 1.0, noise: float = 0.0) -> np.ndarray:
     """Excess test risk of the minimum-norm least-squares interpolator (ridgeless regression).
 
-    Hastie et al. 2019, Theorem 1 (isotropic features)::
+    Hastie et al. 2019 (isotropic features, ridgeless limit)::
 
         gamma < 1:  R = sigma2 gamma / (1 - gamma)
         gamma > 1:  R = r2 (1 - 1/gamma) + sigma2 / (gamma - 1)
@@ -52,7 +52,7 @@ def ridgeless_risk_finite(n: int, p: int, *, signal: float = 1.0, noise: float =
     """Exact expected excess risk of min-norm least squares at finite ``n, p`` (Gaussian design).
 
     Belkin, Hsu & Xu 2020 ("Two models of double descent for weak features", SIAM J. Math. Data
-    Sci., Sec. 2), from the inverse-Wishart mean ``E (X^T X)^-1 = I / (n - p - 1)``, for ``beta``
+    Sci.; Gaussian design), from the inverse-Wishart mean ``E (X^T X)^-1 = I / (n - p - 1)``, for ``beta``
     uniform on the sphere of radius ``sqrt(r2)``::
 
         p <= n - 2:  R = sigma2 p / (n - p - 1)
@@ -73,7 +73,7 @@ def ridgeless_risk_finite(n: int, p: int, *, signal: float = 1.0, noise: float =
 def ridge_risk(gamma: float, ridge: float, *, signal: float = 1.0, noise: float = 0.0) -> float:
     """Excess test risk of ridge regression ``beta_hat = (X^T X / n + lam I)^-1 X^T y / n``.
 
-    Hastie et al. 2019, Sec. 5 (isotropic ridge, after Dobriban & Wager 2018)::
+    Hastie et al. 2019 (isotropic ridge, after Dobriban & Wager 2018)::
 
         R(lam) = r2 lam^2 m'(-lam) + sigma2 gamma (m(-lam) - lam m'(-lam)),
 
@@ -94,7 +94,7 @@ def ridge_risk(gamma: float, ridge: float, *, signal: float = 1.0, noise: float 
 
 def optimal_ridge(gamma: float, *, signal: float = 1.0, noise: float = 0.0) -> float:
     """The risk-minimising ridge ``lam* = gamma sigma2 / r2`` (Dobriban & Wager 2018;
-    Hastie et al. 2019, Sec. 5): with it the risk is monotone in ``gamma`` (no double descent)."""
+    Hastie et al. 2019): with it the risk is monotone in ``gamma`` (no double descent)."""
     _check(gamma, signal, noise)
     if signal <= 0 or noise <= 0:
         raise ValueError("the optimal ridge needs signal > 0 and noise > 0")
@@ -106,7 +106,7 @@ def gd_risk(steps: int | np.ndarray, gamma: float, *, lr: float, signal: float =
     """Excess test risk of gradient descent on ``|X w - y|^2 / (2n)`` after ``steps`` steps.
 
     The linear-student dynamics of Advani & Saxe 2017 ("High-dimensional dynamics of generalization
-    error in neural networks", Sec. 3), written here for discrete steps: in the eigenbasis of
+    error in neural networks"), written here for discrete steps: in the eigenbasis of
     ``X^T X / n`` (eigenvalues ``lam`` Marchenko-Pastur distributed) each mode of the error contracts by
     ``(1 - lr lam)`` per step, and the noise enters with weight ``(1 - (1 - lr lam)^k)^2 / lam``, so::
 
@@ -151,7 +151,7 @@ def gd_risk(steps: int | np.ndarray, gamma: float, *, lr: float, signal: float =
 
 
 def ridgeless_risk_symbolic() -> sp.Piecewise:
-    """:func:`ridgeless_risk` as a sympy ``Piecewise`` in ``gamma, r2, sigma2`` (Hastie et al. 2019, Thm 1)."""
+    """:func:`ridgeless_risk` as a sympy ``Piecewise`` in ``gamma, r2, sigma2`` (Hastie et al. 2019)."""
     gamma, r2, sigma2 = sp.symbols("gamma r2 sigma2", positive=True)
     return sp.Piecewise((sigma2 * gamma / (1 - gamma), gamma < 1),
                         (r2 * (1 - 1 / gamma) + sigma2 / (gamma - 1), True))

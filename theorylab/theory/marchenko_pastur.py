@@ -85,7 +85,7 @@ def mp_stieltjes(z: float, gamma: float) -> float:
     """Stieltjes transform ``m(z) = E[1 / (lam - z)]`` of the Marchenko-Pastur law (``sigma2 = 1``), real ``z < 0``.
 
     ``m(z) = (1 - gamma - z - sqrt((1 - gamma - z)^2 - 4 gamma z)) / (2 gamma z)`` (Hastie, Montanari,
-    Rosset & Tibshirani 2019, Sec. 5; Bai & Silverstein 2010, Ch. 3); on the negative axis
+    Rosset & Tibshirani 2019; Bai & Silverstein 2010, Ch. 3); on the negative axis
     the branch is the real positive one, ``m(-t) = (sqrt((1 - gamma + t)^2 + 4 gamma t) - (1 - gamma + t)) / (2 gamma t)``.
     """
     _check(gamma, 1.0)
