@@ -112,13 +112,22 @@ class _Krylov:
         j = self.num_steps
         q = self.rows[j]
         w = self.op @ q
-        alpha = _dot64(q, w)
-        w = w - alpha * q
-        if j > 0:
-            w = w - self.beta[-1] * self.rows[j - 1]
         if self.reorthogonalize:
-            w = self._project(w, j + 1)
-        beta = float(torch.linalg.vector_norm(w.to(torch.float64)))
+            # classical Gram-Schmidt against q_0 .. q_j, twice: the first pass also performs the
+            # three-term recurrence (its coefficient on q_j is alpha), the second corrects alpha
+            alpha = 0.0
+            for _ in range(2):
+                if self.deflation is not None:
+                    w = w - self.deflation @ (self.deflation.T @ w)
+                coefficients = self.rows[:j + 1] @ w
+                alpha += float(coefficients[j])
+                w = w - coefficients @ self.rows[:j + 1]
+        else:
+            alpha = _dot64(q, w)
+            w = w - alpha * q
+            if j > 0:
+                w = w - self.beta[-1] * self.rows[j - 1]
+        beta = float(torch.linalg.vector_norm(w, dtype=torch.float64))
         self.norm_estimate = max(self.norm_estimate, abs(alpha) + beta + (self.beta[-1] if j > 0 else 0.0))
         self.alpha.append(alpha)
         if beta <= 100 * self.eps * self.norm_estimate:

@@ -290,7 +290,7 @@ class HessianOperator(CurvatureOperator):
             hv = torch.autograd.grad([grads[i] for i in live], params, [pieces[i] for i in live],
                                      retain_graph=True, allow_unused=True)
             columns.append(fn.join(list(hv)))
-        return torch.stack(columns, dim=1)
+        return columns[0].unsqueeze(1) if len(columns) == 1 else torch.stack(columns, dim=1)
 
     def _local_matmat(self, vectors: Tensor) -> Tensor:
         fn = self._fn
