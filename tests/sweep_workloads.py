@@ -52,7 +52,8 @@ def numpy_run(config):
 def main(argv):
     from theorylab.sweep import grid, sweep
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even if started in the background
+    # Ctrl-C raises KeyboardInterrupt as in a terminal, even when started from a background job
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     out_dir, executor, max_workers, *seeds = argv
     configs = grid(seed=[int(s) for s in seeds], n=[32], sleep=[0.15])
