@@ -192,10 +192,10 @@ def sweep(fn: Callable[[Any], Any], configs: Sequence[Any], *, out_dir: str | os
     ``concurrent.futures.Executor`` (``max_workers`` then bounds the runs in flight; default all).
     For processes ``fn`` must be importable: defined at module level in a ``.py`` file.  Failed
     runs are kept as failed on later calls unless ``rerun_failed``.  ``version`` replaces the hash
-    of ``fn``'s source in the code version.  ``threads``: the CPU
-    threads each run uses (torch and BLAS), the same under every executor so that results agree to
-    the last bit; None leaves the thread count alone (faster for one big model run serially, but
-    its numbers then differ in the last bits from a run in a one-thread worker).
+    of ``fn``'s source in the code version.  ``threads``: the CPU threads each run uses (torch and
+    BLAS), the same under every executor so that results agree to the last bit; None leaves the
+    thread count alone (faster for one big model run serially, but its numbers then differ in the
+    last bits from a run in a one-thread worker).
     """
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {type(fn).__name__}")
