@@ -31,7 +31,7 @@ def _probes(size, count, seed):
 
 
 def test_gauss_quadrature_reproduces_the_probe_moments():
-    """sum_j tau_j theta_j^p = v^T A^p v / v^T v for p <= 2m - 1 (Golub & Meurant 2010, Thm 6.4)."""
+    """sum_j tau_j theta_j^p = v^T A^p v / v^T v for p <= 2m - 1 (Gauss quadrature, Golub & Meurant 2010)."""
     a = _matrix(np.linspace(-1.0, 1.5, 80), seed=1)
     m = 6
     result = spectral_density(a, num_steps=m, num_probes=3, seed=7)

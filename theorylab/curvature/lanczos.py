@@ -4,7 +4,7 @@ For a symmetric ``H`` and a unit start vector ``q_0``, ``m`` Lanczos steps build
 basis ``Q = [q_0 .. q_{m-1}]`` of the Krylov space ``K_m(H, q_0)`` and a tridiagonal
 ``T = Q^T H Q`` (diagonal ``alpha``, off-diagonal ``beta``) with
 
-    H Q = Q T + beta_m q_m e_m^T                          (Golub & Van Loan 2013, Sec. 10.1)
+    H Q = Q T + beta_m q_m e_m^T                          (Golub & Van Loan 2013)
 
 Eigenpairs ``(theta_i, s_i)`` of ``T`` give Ritz pairs ``(theta_i, Q s_i)`` whose residual is
 ``||H Q s_i - theta_i Q s_i|| = |beta_m s_i[m-1]|``.  In floating point the basis loses
@@ -245,9 +245,9 @@ def top_eigenvalues(op: LinearOperator | Tensor | np.ndarray, k: int = 1, *, whi
     ``which``: "LA" largest algebraic, "SA" smallest algebraic, "LM" largest magnitude.  Each run
     uses full reorthogonalization and stops when the wanted Ritz residuals satisfy
     ``||H y - theta y|| <= tol |theta|`` (so ``|theta - lambda| <= tol |theta|`` for some eigenvalue
-    ``lambda``: the residual bound of Parlett 1998, Ch. 4), or at working precision (residual
-    ``<= 10 eps ||T||``).  Converged pairs are locked and
-    later runs work in their orthogonal complement; for ``k >= 2`` a final check run makes repeated
+    ``lambda``: the residual bound for symmetric matrices, Parlett 1998), or at working precision
+    (residual ``<= 10 eps ||T||``).  Converged pairs are locked and later runs work in their
+    orthogonal complement; for ``k >= 2`` a final check run makes repeated
     eigenvalues appear with their multiplicity.  ``max_steps`` bounds the basis of one run
     (default ``min(P, max(200, 20 k))``, memory ``P * max_steps``).  Start vectors are Gaussian,
     drawn on CPU from ``seed``.

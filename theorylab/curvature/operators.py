@@ -406,7 +406,7 @@ def ggn(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = No
     """The generalised Gauss-Newton matrix ``G = sum_b n_b J_b^T H_b J_b / N`` as a lazy operator.
 
     ``J_b`` is the Jacobian of the model outputs on batch ``b`` in the selected parameters and
-    ``H_b`` the Hessian of ``loss_fn`` in those outputs (Schraudolph 2002; Martens 2020, Sec. 8).
+    ``H_b`` the Hessian of ``loss_fn`` in those outputs (Schraudolph 2002; Martens 2020).
     ``G`` is positive semi-definite when the loss is convex in the outputs (MSE, cross-entropy)
     and equals the Hessian when the model is linear in its parameters.  Products use a Jacobian-
     vector product (double backward through ``J^T u``), an output-space Hessian-vector product and

@@ -5,12 +5,12 @@ The spectral measure of a symmetric ``H`` (dimension ``n``, eigenpairs ``(lambda
 delta(lambda_i)`` has ``E[mu_v] = mu`` (Rademacher or Gaussian ``v``), and ``m`` Lanczos steps from
 ``v`` give its Gauss quadrature: nodes ``theta_j`` (eigenvalues of ``T``) and weights
 ``tau_j = S[0, j]^2`` (squared first components of the eigenvectors of ``T``), exact for
-polynomials of degree ``2m - 1`` (Golub & Meurant 2010, Ch. 6).  Averaging over ``n_v`` probes and
+polynomials of degree ``2m - 1`` (Golub & Meurant 2010).  Averaging over ``n_v`` probes and
 smoothing each node with a Gaussian of width ``sigma`` gives the density
 
     phi(t) = (1 / n_v) sum_v sum_j tau_j N(t; theta_j, sigma^2)
 
-(Ghorbani, Krishnan & Xiao 2019, Sec. 3; Papyan 2020, Sec. 3; Lin, Saad & Yang 2016).  Because
+(Ghorbani, Krishnan & Xiao 2019; Papyan 2020; Lin, Saad & Yang 2016).  Because
 ``sum_j tau_j theta_j = v^T H v`` the quadrature also gives Hutchinson's trace estimate
 ``n * mean_v sum_j tau_j theta_j`` for free.
 """

@@ -13,8 +13,8 @@ draw ``S`` with ``m/3`` Rademacher columns, ``Q = orth(H S)``, and estimate
 with the first term exact (``m/3`` products) and the second by Hutchinson with the remaining
 ``m/3`` probes projected onto the complement of ``Q``.  The top of the spectrum is captured
 exactly, so matrices dominated by a few large eigenvalues get an error that decays like ``1/m``
-(their Theorem 1.1).  The reported standard error is that of the residual Hutchinson term
-(conditional on the sketch).  Probes are drawn on CPU from ``torch.Generator(seed)``.
+(their main theorem, for positive semi-definite matrices).  The reported standard error is that
+of the residual Hutchinson term (conditional on the sketch).  Probes are drawn on CPU from ``torch.Generator(seed)``.
 """
 from __future__ import annotations
 
