@@ -127,6 +127,16 @@ def test_streaming_over_uneven_batches_equals_in_memory():
         assert getattr(streamed, name) == pytest.approx(getattr(full, name), rel=1e-9, abs=1e-14), name
 
 
+def test_streaming_discovers_classes_batch_by_batch():
+    """Without num_classes, the class count grows as later batches bring higher labels."""
+    g = torch.Generator().manual_seed(5)
+    y = torch.arange(4).repeat_interleave(6)  # sorted: the first batch holds class 0 only
+    h = torch.randn(24, 5, generator=g, dtype=torch.float64) + 3 * torch.randn(4, 5, generator=g, dtype=torch.float64)[y]
+    streamed = neural_collapse(batches(h, y, 5))
+    assert streamed.num_classes == 4 and list(streamed.class_counts) == [6] * 4
+    assert streamed.nc1 == pytest.approx(_reference(h, y)["nc1"], rel=1e-10)
+
+
 def test_bad_input_gives_clear_errors():
     h, y, m, _ = _collapsed()
     with pytest.raises(ValueError, match="at least 2 classes"):

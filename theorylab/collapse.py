@@ -125,7 +125,7 @@ def _checked_batch(features: Tensor, labels: Tensor, num_classes: int | None, wh
         raise ValueError(f"{where}: labels must be >= 0, got {int(labels.min())}")
     if num_classes is not None and len(labels) and int(labels.max()) >= num_classes:
         raise ValueError(f"{where}: label {int(labels.max())} is out of range for num_classes={num_classes}")
-    return features.detach().to(torch.float64), labels.detach().long()
+    return features.detach().to(torch.float64), labels.detach().long().to(features.device)
 
 
 def _check_classifier(weight: Tensor | None, bias: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
