@@ -143,7 +143,8 @@ def run(device: torch.device) -> dict[str, Any]:
     t_theirs, samples, hvps = _pyhessian(model, loss, data, device, "trace", maxIter=100)
     rows["trace"] = {"ours_s": t_ours, "ours": estimate.estimate, "ours_stderr": estimate.stderr,
                      "ours_probes": estimate.num_matvecs, "pyhessian_s": t_theirs, "pyhessian": float(np.mean(samples)),
-                     "pyhessian_stderr": float(np.std(samples, ddof=1) / np.sqrt(len(samples))) if len(samples) > 1 else None,
+                     "pyhessian_stderr": (float(np.std(samples, ddof=1) / np.sqrt(len(samples)))
+                                          if len(samples) > 1 else None),
                      "pyhessian_probes": hvps, "time_ratio": t_ours / t_theirs}
 
     # -- SLQ -----------------------------------------------------------------------------------
@@ -178,7 +179,8 @@ def run(device: torch.device) -> dict[str, Any]:
 def _table(rows: dict[str, Any]) -> str:
     h, t1, t5, tr, slq, ro = (rows[k] for k in ("hvp", "top1", "top5", "trace", "slq", "reorthogonalization"))
     lines = [
-        f"curvature benchmark on {rows['device']}: MLP 784-256-256-10, batch 512, CE, float32, P = {rows['parameters']}",
+        f"curvature benchmark on {rows['device']}: MLP 784-256-256-10, batch 512, CE, float32, "
+        f"P = {rows['parameters']}",
         f"{'measurement':<44}{'theorylab':>22}{'PyHessian 0.1':>24}{'ratio':>9}",
         f"{'HVP / gradient (cached graph; target <=1.8)':<44}{h['hvp_ratio']:>22.2f}{'':>24}{'':>9}",
         f"{'  HVP incl. graph build / gradient':<44}{h['hvp_with_graph_build_ratio']:>22.2f}{'':>24}{'':>9}",
@@ -187,7 +189,8 @@ def _table(rows: dict[str, Any]) -> str:
     for name, r in (("top-1", t1), ("top-5", t5)):
         ours = f"{r['ours_s']:.2f}s {r['ours_matvecs']}mv {r['ours_max_rel_error']:.1e}"
         theirs = f"{r['pyhessian_s']:.2f}s {r['pyhessian_hvps']}mv {r['pyhessian_max_rel_error']:.1e}"
-        lines.append(f"{name + ' eigenvalues (time, HVPs, max rel err)':<44}{ours:>22}{theirs:>24}{r['time_ratio']:>9.2f}")
+        label = name + " eigenvalues (time, HVPs, max rel err)"
+        lines.append(f"{label:<44}{ours:>22}{theirs:>24}{r['time_ratio']:>9.2f}")
     their_err = f"{tr['pyhessian_stderr']:.3g}" if tr["pyhessian_stderr"] is not None else "n/a"
     ours = f"{tr['ours_s']:.2f}s {tr['ours']:.4g}+-{tr['ours_stderr']:.3g}"
     theirs = f"{tr['pyhessian_s']:.2f}s {tr['pyhessian']:.4g}+-{their_err} ({tr['pyhessian_probes']}p)"
@@ -195,7 +198,8 @@ def _table(rows: dict[str, Any]) -> str:
     ratio = f"{slq['time_ratio']:.2f}" if slq["time_ratio"] else "-"
     lines.append(f"{'SLQ 100 steps x 5 probes':<44}{slq['ours_s']:>21.2f}s{slq['pyhessian'][:24]:>24}{ratio:>9}")
     lines.append(f"{'reorthogonalization / HVP time, 100 steps':<44}{ro['overhead_fraction_of_hvp_time']:>22.1%}")
-    lines.append(f"ground truth top-5 (float64, tol 1e-9): {np.array2string(np.array(rows['ground_truth_top5']), precision=6)}")
+    truth = np.array2string(np.array(rows["ground_truth_top5"]), precision=6)
+    lines.append(f"ground truth top-5 (float64, tol 1e-9): {truth}")
     return "\n".join(lines)
 
 

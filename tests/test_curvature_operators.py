@@ -98,7 +98,8 @@ def test_products_of_vectors_matrices_dicts_and_numpy_agree():
     np.testing.assert_allclose(np.sort(top), torch.linalg.eigvalsh(op.to_dense())[-2:].numpy(), rtol=1e-10)
 
 
-@pytest.mark.parametrize("params, names", [("2.weight", ["2.weight"]), (["0.bias", "2"], ["0.bias", "2.weight", "2.bias"]),
+@pytest.mark.parametrize("params, names", [("2.weight", ["2.weight"]),
+                                           (["0.bias", "2"], ["0.bias", "2.weight", "2.bias"]),
                                            ("*.bias", ["0.bias", "2.bias"])])
 def test_parameter_subsets_are_blocks_of_the_full_hessian(params, names):
     model, (x, y) = _mlp("tanh"), _data("mse")

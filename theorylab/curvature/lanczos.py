@@ -199,7 +199,8 @@ class EigenResult(Result):
         index = np.arange(1, len(self.values) + 1)
         ax.errorbar(index, self.values, yerr=self.residuals, fmt="o", color=MEASURED, capsize=3,
                     label="Ritz value +- residual")
-        ax.set(xlabel=f"index ({self.which})", ylabel="eigenvalue", title=f"top eigenvalues ({self.num_matvecs} products)")
+        ax.set(xlabel=f"index ({self.which})", ylabel="eigenvalue",
+               title=f"top eigenvalues ({self.num_matvecs} products)")
         ax.legend()
         return ax
 
