@@ -78,8 +78,9 @@ class _Krylov:
                  deflation: Tensor | None = None):
         self.op, self.reorthogonalize, self.deflation = op, reorthogonalize, deflation
         self.max_steps = max_steps
-        # one contiguous row per Lanczos vector: the projections read a contiguous (j, P) block
-        self.rows = torch.empty(max_steps, op.shape[0], dtype=op.dtype, device=op.device)
+        # one contiguous row per Lanczos vector: the projections read a contiguous (j, P) block;
+        # the storage doubles as needed, so memory follows the steps taken, not max_steps
+        self.rows = torch.empty(min(max_steps, 32), op.shape[0], dtype=op.dtype, device=op.device)
         self.alpha: list[float] = []
         self.beta: list[float] = []
         self.breakdown = False
@@ -136,6 +137,11 @@ class _Krylov:
             return
         self.beta.append(beta)
         if j + 1 < self.max_steps:
+            if j + 1 == len(self.rows):
+                grown = torch.empty(min(2 * len(self.rows), self.max_steps), self.op.shape[0], dtype=w.dtype,
+                                    device=w.device)
+                grown[:j + 1] = self.rows
+                self.rows = grown
             self.rows[j + 1] = w / beta
 
     def decomposition(self) -> LanczosDecomposition:
