@@ -117,7 +117,7 @@ def _log_grid(start: int, stop: int, points: int, multiple: int) -> np.ndarray:
 @claim("hoffer2017.ultra_slow_diffusion",
        title="The weights diffuse ultra-slowly: distance from initialisation grows like log t",
        citation="Hoffer, Hubara & Soudry 2017, NeurIPS (Train longer, generalize better: closing the generalization "
-                "gap in large batch training of neural networks), Sec. 4",
+                "gap in large batch training of neural networks)",
        statement="Under SGD with a constant learning rate, the distance of the weights from their initialisation "
                  "grows logarithmically, ||w_t - w_0|| ~ a + b log t (a random walk on a random potential), rather "
                  "than as a power of t.",
@@ -208,13 +208,13 @@ def _steps_to_target(x: torch.Tensor, y: torch.Tensor, widths: list[int], batch:
 @claim("mccandlish2018.critical_batch_size",
        title="The gradient noise scale predicts the critical batch size",
        citation="McCandlish, Kaplan, Amodei & OpenAI Dota Team 2018 (An empirical model of large-batch training), "
-                "arXiv:1812.06162, Eqs. 2.8, 2.11",
+                "arXiv:1812.06162",
        statement="With the learning rate tuned for each batch size B, the steps S to reach a target loss follow "
                  "S = S_min (1 + B_crit / B): larger batches stop reducing S beyond B_crit, and B_crit is "
                  "predicted by the simple noise scale B_simple = tr(Sigma) / |G|^2 measured during training at "
                  "that loss.",
        tolerance="McCandlish et al. present B_simple as an order-of-magnitude predictor of B_crit (it equals the "
-                 "true noise scale only if the Hessian is a multiple of the identity, their Sec. 2.2), so the "
+                 "true noise scale only if the Hessian is a multiple of the identity), so the "
                  "ratio B_simple / B_crit must lie in [0.1, 10]. S(B) is measured with a learning-rate grid of "
                  "factor 2, which quantises S by up to a factor 2; B_crit is the least-squares fit of log S. "
                  "B_simple is the unbiased per-example estimate over the whole training set (exact for the data, "

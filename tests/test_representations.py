@@ -120,7 +120,7 @@ def test_power_law_fit_finds_the_tail_and_recovers_the_exponent(alpha):
 
 
 def test_power_law_mle_error_shrinks_like_one_over_sqrt_n():
-    """RMS error over 40 replicates at known xmin: (alpha - 1)/sqrt(n) asymptotically (CSN 2009, Eq. 3.2)."""
+    """RMS error over 40 replicates at known xmin: (alpha - 1)/sqrt(n) asymptotically (Clauset et al. 2009)."""
     alpha, rms = 2.5, []
     for n in (200, 3200):
         rng = np.random.default_rng(n)

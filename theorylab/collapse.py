@@ -6,18 +6,18 @@ class ``c``, ``N = sum_c n_c``; class means ``mu_c``, global mean ``mu_G = (1/N)
 means ``m_c = mu_c - mu_G`` (the columns of ``M``, ``d x C``); classifier ``W`` (``C x d``) with
 rows ``w_c`` and bias ``b``.
 
-* **NC1** (within-class variability collapse, Papyan et al. Fig. 6):
+* **NC1** (within-class variability collapse, Papyan et al.):
   ``NC1 = tr(Sigma_W Sigma_B^+) / C`` with ``Sigma_W = (1/N) sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T``
   and ``Sigma_B = (1/C) sum_c m_c m_c^T`` (rank ``C - 1``; ``^+`` is the pseudo-inverse).  Also
   reported: ``tr(Sigma_W) / tr(Sigma_B)`` (``nc1_trace_ratio``), which needs no pseudo-inverse.
-* **NC2** (convergence to a simplex ETF, Papyan et al. Figs. 2-4):
+* **NC2** (convergence to a simplex ETF, Papyan et al.):
   equinorm ``std_c ||m_c|| / mean_c ||m_c||`` (population std) of the means and of the rows ``w_c``;
   equiangularity ``std_{c<c'} cos(m_c, m_c')``; maximal-angle deviation
   ``mean_{c<c'} |cos(m_c, m_c') + 1/(C-1)|``; and the distance to a simplex ETF of Zhu et al.
-  2021 (NeurIPS, "A geometric analysis of neural collapse with unconstrained features", Sec. 5):
+  2021 (NeurIPS, "A geometric analysis of neural collapse with unconstrained features"):
   ``|| G / ||G||_F - (I - 11^T/C) / sqrt(C-1) ||_F`` with ``G = M^T M`` (``W W^T`` for the classifier).
-* **NC3** (self-duality, Papyan et al. Fig. 5): ``|| W^T / ||W||_F - M / ||M||_F ||_F^2``.
-* **NC4** (nearest class centre, Papyan et al. Fig. 7): the fraction of samples where the
+* **NC3** (self-duality, Papyan et al.): ``|| W^T / ||W||_F - M / ||M||_F ||_F^2``.
+* **NC4** (nearest class centre, Papyan et al.): the fraction of samples where the
   classifier's decision ``argmax_c (w_c . h + b_c)`` (or the network's output) differs from
   ``argmin_c ||h - mu_c||``.
 
@@ -478,7 +478,7 @@ class UFMGeometry(Result):
 def imbalanced_ufm_geometry(class_counts: Sequence[int], *, lambda_w: float, lambda_h: float) -> UFMGeometry:
     """Global minimiser of the bias-free MSE unconstrained-features model with imbalanced classes.
 
-    Model (Dang et al. 2023, ICML, Sec. 4, the plain UFM with ``M = 1``):
+    Model (Dang et al. 2023, ICML, the plain UFM with ``M = 1``):
     ``min_{W,H} (1/2N) ||W H - Y||_F^2 + (lambda_W/2) ||W||_F^2 + (lambda_H/2) ||H||_F^2`` with one
     free feature column per sample and one-hot ``Y``.  At the minimiser features collapse to their
     class means ``h_k``, the ``h_k`` are mutually orthogonal and ``w_k`` is parallel to ``h_k``, with

@@ -4,21 +4,21 @@ cosines and distance from initialisation.
 Notation: ``g_i`` the gradient of example ``i``'s loss, ``m`` examples, ``gbar = (1/m) sum_i g_i``.
 
 * **m-coherence** (Chatterjee & Zielinski 2022, "On the generalization mystery in deep learning",
-  Sec. 3): ``alpha_m = ||sum_i g_i||^2 / sum_i ||g_i||^2``: ``m`` for identical gradients, 1 for
+  arXiv:2203.10036): ``alpha_m = ||sum_i g_i||^2 / sum_i ||g_i||^2``: ``m`` for identical gradients, 1 for
   orthogonal ones, below 1 when they cancel.  Its normalised, unbiased form
   ``alpha = (alpha_m - 1) / (m - 1)`` estimates ``E[g . g'] / E[g . g] = |G|^2 / (|G|^2 + tr Sigma)``.
-* **Gradient diversity** (Yin et al. 2018, AISTATS, Def. 1): ``sum_i ||g_i||^2 / ||sum_i g_i||^2 = 1 / alpha_m``.
+* **Gradient diversity** (Yin et al. 2018, AISTATS): ``sum_i ||g_i||^2 / ||sum_i g_i||^2 = 1 / alpha_m``.
 * **Gradient noise scale** (McCandlish, Kaplan, Amodei et al. 2018, "An empirical model of
-  large-batch training", Eq. 2.8 and App. A.1): ``B_simple = tr(Sigma) / |G|^2`` with the unbiased
+  large-batch training", arXiv:1812.06162): ``B_simple = tr(Sigma) / |G|^2`` with the unbiased
   two-batch estimates ``|G|^2 ~ (B |G_B|^2 - b |G_b|^2) / (B - b)`` and
   ``tr Sigma ~ (|G_b|^2 - |G_B|^2) / (1/b - 1/B)``, averaged over many pairs before the ratio.
   From per-example gradients (``b = 1``, ``B = m``) the same estimates give, on the same sample,
   exactly ``alpha = 1 / (1 + B_simple)``.
 * **Gradient signal-to-noise** per parameter (Liu et al. 2020, ICLR, "Understanding why neural
-  networks generalize well through GSNR of parameters", Eq. 2): ``r_j = gbar_j^2 / var_j(g)``
+  networks generalize well through GSNR of parameters"): ``r_j = gbar_j^2 / var_j(g)``
   with the unbiased variance over examples.
 * **Distance from initialisation** ``||w_t - w_0||`` (Hoffer, Hubara & Soudry 2017, "Train longer,
-  generalize better", Sec. 4: it grows like ``log t``).
+  generalize better", NeurIPS: it grows like ``log t``).
 
 Per-example gradients use ``torch.func`` (``vmap`` over ``grad`` of a ``functional_call``), in chunks;
 the statistics over a data set are streaming sums, so memory is ``O(P)`` plus one chunk.

@@ -4,18 +4,18 @@ and the empirical spectral density of weight matrices with a heavy-tail power-la
 * :func:`layer_activations` streams the activations of chosen layers over a data loader with
   forward hooks that are removed afterwards (the model is left exactly as it was).
 * Dormant neurons (Sokar, Agarwal, Castro & Evci 2023, "The dormant neuron phenomenon in deep
-  reinforcement learning", Eq. 1): neuron ``i`` of a layer has score
+  reinforcement learning", ICML): neuron ``i`` of a layer has score
   ``s_i = E_x|h_i(x)| / ((1/n) sum_k E_x|h_k(x)|)`` and is tau-dormant if ``s_i <= tau``.
 * Effective rank (Roy & Vetterli 2007, "The effective rank: a measure of effective
-  dimensionality", Def. 1): ``erank(A) = exp(-sum_i p_i log p_i)`` with ``p_i = sigma_i / sum_j sigma_j``;
+  dimensionality", EUSIPCO): ``erank(A) = exp(-sum_i p_i log p_i)`` with ``p_i = sigma_i / sum_j sigma_j``;
   it is ``r`` for a matrix with ``r`` equal non-zero singular values and 1 for rank one.
   Stable rank (Rudelson & Vershynin 2007): ``srank(A) = ||A||_F^2 / ||A||_2^2 = sum sigma_i^2 / sigma_1^2``.
 * Weight spectra (Martin & Mahoney 2021, "Implicit self-regularization in deep neural networks",
   JMLR 22(165)): the eigenvalues of ``X = W^T W / N`` for ``W`` of shape ``N x M`` (``N >= M`` after
   transposing); their tail is fitted by a power law ``rho(lambda) ~ lambda^-alpha`` with the
-  maximum-likelihood estimator of Clauset, Shalizi & Newman 2009 (SIAM Review 51, Eq. 3.1),
+  maximum-likelihood estimator of Clauset, Shalizi & Newman 2009 (SIAM Review 51),
   ``alpha = 1 + n / sum_i log(lambda_i / lambda_min)``, standard error ``(alpha - 1) / sqrt(n)``,
-  with ``lambda_min`` chosen to minimise the Kolmogorov-Smirnov distance (their Sec. 3.3).
+  with ``lambda_min`` chosen to minimise the Kolmogorov-Smirnov distance, as they recommend.
   The Marchenko-Pastur bulk is in :mod:`theorylab.spectra`, not here.
 """
 from __future__ import annotations
@@ -265,7 +265,7 @@ def weight_ranks(model: nn.Module, *, params: str | Sequence[str] | None = None)
 # ---------------------------------------------------------------------------------------------
 @result_class
 class DormantResult(Result):
-    """Fraction of tau-dormant neurons per layer and overall (Sokar et al. 2023, Eq. 1)."""
+    """Fraction of tau-dormant neurons per layer and overall (Sokar et al. 2023)."""
 
     tau: float
     layers: list[str]
