@@ -169,7 +169,7 @@ def bootstrap(result: "FitResult", n: int = 1000, *, seed: int = 0, by: Literal[
     with Stopwatch() as watch:
         if workers == 1:
             for task in tasks:
-                found += _run_chunk(task)
+                found += _run_chunk(task)   # one BLAS thread here too
                 if bar is not None:
                     bar.update(len(task[-1]))
         else:

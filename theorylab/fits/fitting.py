@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from theorylab.fits.forms import Form, annealing, broken, chinchilla, expression, kaplan, make_form, power
 from theorylab.fits.losses import Loss, LossName, Reduction, Space
@@ -173,7 +174,7 @@ def fit_arrays(law: Form, data: dict[str, np.ndarray], response: str, loss: Loss
     method = choices["method"]
     if method == "auto":
         method = "varpro" if law.linear else "lbfgs"
-    with Stopwatch() as watch:
+    with Stopwatch() as watch, threadpool_limits(1):   # tiny problems: BLAS threads only contend
         if method == "varpro":
             report = variable_projection(problem, grid_size=choices["grid_size"], polish=choices["polish"],
                                          seed=choices["seed"], tol=tol)
