@@ -2,35 +2,19 @@
 (random features), and model-wise deep double descent with label noise (MLPs on the digits data).
 
 Every sweep goes through :func:`theorylab.doubledescent.double_descent`.  The experiments are small
-dense problems, so BLAS runs single-threaded (threads only add contention at these sizes).
+dense problems: at quick scale the claims runner runs them single-threaded.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
-import torch
 from matplotlib.ticker import NullFormatter
-from threadpoolctl import threadpool_limits
 
 from theorylab.claims import Context, Outcome, check_at_least, check_at_most, check_between, check_undecided, claim
 from theorylab.doubledescent import double_descent, linear_regression_run, mlp_digits_run, random_features_run
 from theorylab.plotting import MEASURED, PREDICTED, new_figure
 from theorylab.theory import optimal_ridge, ridge_risk, ridgeless_risk, ridgeless_risk_finite
-
-
-@contextmanager
-def _single_threaded() -> Iterator[None]:
-    """One BLAS and one torch thread for these small dense problems (more only add contention), restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 NOISE = 0.25  # label-noise variance sigma^2 (signal r^2 = 1): the reference setting of REFERENCES.md
@@ -61,12 +45,11 @@ def ridgeless_double_descent(ctx: Context) -> Outcome:
     seeds = [ctx.seed + s for s in range(ctx.pick(20, 50))]
     gammas = np.array([0.25, 0.5, 0.8, 0.9, 0.95, 1.05, 1.1, 1.25, 1.6, 2.0, 3.0, 4.0])
     ns = [int(round(p / g)) for g in gammas]
-    with _single_threaded():
-        ridgeless = double_descent(linear_regression_run, axis="sample_size", values=ns,
-                                   base={"model_size": p, "noise": NOISE}, seeds=seeds)
-        ridge = [double_descent(linear_regression_run, axis="sample_size", values=[n],
-                                base={"model_size": p, "noise": NOISE, "ridge": optimal_ridge(p / n, noise=NOISE)},
-                                seeds=seeds) for n in ns]
+    ridgeless = double_descent(linear_regression_run, axis="sample_size", values=ns,
+                               base={"model_size": p, "noise": NOISE}, seeds=seeds)
+    ridge = [double_descent(linear_regression_run, axis="sample_size", values=[n],
+                            base={"model_size": p, "noise": NOISE, "ridge": optimal_ridge(p / n, noise=NOISE)},
+                            seeds=seeds) for n in ns]
     n_sorted = ridgeless.values.astype(int)
     gamma = p / n_sorted
     predicted = ridgeless_risk(gamma, noise=NOISE)
@@ -138,10 +121,9 @@ def optimization_double_descent(ctx: Context) -> Outcome:
                 f"GD {long_steps:.0e} steps": {"steps": long_steps},
                 f"GD {short_steps:.0e} steps": {"steps": short_steps},
                 f"GD {long_steps:.0e} steps, ill-conditioned": {"steps": long_steps, "feature_spread": 2.0}}
-    with _single_threaded():
-        runs = {name: double_descent(random_features_run, axis="model_size", values=features,
-                                     base={**base, **extra}, seeds=seeds, extras=("train_error", "condition_number"))
-                for name, extra in variants.items()}
+    runs = {name: double_descent(random_features_run, axis="model_size", values=features,
+                                 base={**base, **extra}, seeds=seeds, extras=("train_error", "condition_number"))
+            for name, extra in variants.items()}
     exact, long, short, cond = runs.values()
     at_n = features.index(n)
     kappa = {name: float(np.exp(np.log(r.extras["condition_number"][:, at_n]).mean())) for name, r in runs.items()}
@@ -196,10 +178,9 @@ def deep_double_descent(ctx: Context) -> Outcome:
     members, steps = ctx.pick(3, 5), ctx.pick(800, 4000)
     noises = ctx.pick([0.0, 0.2], [0.0, 0.1, 0.2])
     base = {"sample_size": n, "steps": steps, "lr": 1e-2, "loss": "mse", "members": members, "device": str(ctx.device)}
-    with _single_threaded():
-        runs = {noise: double_descent(mlp_digits_run, axis="model_size", values=widths, seeds=[ctx.seed],
-                                      base={**base, "label_noise": noise}, extras=("test_error_sd", "train_error"))
-                for noise in noises}
+    runs = {noise: double_descent(mlp_digits_run, axis="model_size", values=widths, seeds=[ctx.seed],
+                                  base={**base, "label_noise": noise}, extras=("test_error_sd", "train_error"))
+            for noise in noises}
     summary = {}
     for noise, r in runs.items():
         mean, sd = r.mean, r.extras["test_error_sd"][0]

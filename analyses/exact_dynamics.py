@@ -5,13 +5,10 @@ over-parameterized matrix sensing (Xiong, Ding & Du 2024).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 from matplotlib.ticker import NullFormatter
-from threadpoolctl import threadpool_limits
 
 from theorylab.claims import Context, Outcome, check_at_least, check_at_most, check_between, check_undecided, claim
 from theorylab.doubledescent import double_descent, linear_gd_run
@@ -21,17 +18,6 @@ from theorylab.rates import fit_rate
 from theorylab.theory import (gd_risk, saxe_learning_time, saxe_mode_strength, symmetric_overparam_tail)
 from theorylab.train import Monitor, train
 
-
-@contextmanager
-def _single_threaded() -> Iterator[None]:
-    """One BLAS and one torch thread for these small dense problems (more only add contention), restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 # ---------------------------------------------------------------------------------------------
 # 3. Overtraining is worst at #parameters = #samples (Advani & Saxe 2017)
@@ -60,13 +46,12 @@ def overtraining_peak(ctx: Context) -> Outcome:
     seeds = [ctx.seed + s for s in range(ctx.pick(20, 50))]
     lr, final = 0.05, ctx.pick(20_000, 100_000)
     steps = np.unique(np.concatenate([[0], np.geomspace(1, final, 40).round()])).astype(int)
-    with _single_threaded():
-        runs = [double_descent(linear_gd_run, axis="train_time", values=steps, seeds=seeds,
-                               base={"model_size": int(round(r * n)), "sample_size": n, "noise": NOISE, "lr": lr})
-                for r in ratios]
-        big_init = double_descent(linear_gd_run, axis="train_time", values=[final], seeds=seeds,
-                                  base={"model_size": 2 * n, "sample_size": n, "noise": NOISE, "lr": lr,
-                                        "init_norm2": 1.0})
+    runs = [double_descent(linear_gd_run, axis="train_time", values=steps, seeds=seeds,
+                           base={"model_size": int(round(r * n)), "sample_size": n, "noise": NOISE, "lr": lr})
+            for r in ratios]
+    big_init = double_descent(linear_gd_run, axis="train_time", values=[final], seeds=seeds,
+                              base={"model_size": 2 * n, "sample_size": n, "noise": NOISE, "lr": lr,
+                                    "init_norm2": 1.0})
     gammas = np.array([int(round(r * n)) / n for r in ratios])
     theory = [gd_risk(steps, g, lr=lr, noise=NOISE) for g in gammas]
     overtrain = np.array([r.per_seed[:, -1] - r.per_seed.min(axis=1) for r in runs])  # (ratio, seed)
@@ -152,9 +137,8 @@ def deep_linear_modes(ctx: Context) -> Outcome:
         return {str(i): float(u_basis[:, i] @ w @ v_basis[:, i]) for i in range(len(s))}
 
     loss = lambda out, target: 0.5 * ((out - target) ** 2).sum(dim=1).mean()  # noqa: E731 -- (1/2)E|y - W x|^2
-    with _single_threaded():
-        res = train(model, loss, (x.to(ctx.device), y.to(ctx.device)), steps=steps, lr=lr, optimizer="gd",
-                    monitors=[Monitor("u", modes, every=every)])
+    res = train(model, loss, (x.to(ctx.device), y.to(ctx.device)), steps=steps, lr=lr, optimizer="gd",
+                monitors=[Monitor("u", modes, every=every)])
     t = res.monitor_steps["u.0"].astype(float)
     u = np.stack([res.monitors[f"u.{i}"] for i in range(len(s))])
     theory = np.stack([saxe_mode_strength(t, si, u0=u0, tau=1 / lr) for si in s])
@@ -255,11 +239,10 @@ def matrix_sensing_rates(ctx: Context) -> Outcome:
     iso = np.linalg.eigvalsh(sym_basis.T @ h_sym @ sym_basis)
     delta = float(max(iso.max() - 1, 1 - iso.min()))
     init = rng.standard_normal((d, k))
-    with _single_threaded():
-        over = _symmetric_gd(h_sym, target, 0.1 * init, lr, sym_steps)
-        exact = _symmetric_gd(h_sym, target, 0.1 * init[:, :r], lr, asym_steps // 4)
-        f0, g0 = rng.standard_normal((d, k)), rng.standard_normal((d, k))
-        asym = [_asymmetric_gd(h_asym, target, a * f0, a * g0, lr, asym_steps) for a in alphas]
+    over = _symmetric_gd(h_sym, target, 0.1 * init, lr, sym_steps)
+    exact = _symmetric_gd(h_sym, target, 0.1 * init[:, :r], lr, asym_steps // 4)
+    f0, g0 = rng.standard_normal((d, k)), rng.standard_normal((d, k))
+    asym = [_asymmetric_gd(h_asym, target, a * f0, a * g0, lr, asym_steps) for a in alphas]
     t_all = np.arange(1, sym_steps + 1, dtype=float)
     tail = slice(sym_steps // 10, sym_steps, max(1, sym_steps // 2000))
     fit_over = fit_rate(t_all[tail], over[tail])

@@ -4,8 +4,6 @@ critical batch size (McCandlish, Kaplan, Amodei et al. 2018)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import scipy.optimize
@@ -24,19 +22,6 @@ from theorylab.train import accuracy_monitor, train
 MUCH_HIGHER = 2.0  # "much higher": real-label coherence at least twice the random-label one
 
 
-@contextmanager
-def _one_thread(enabled: bool) -> Iterator[None]:
-    """Run on one CPU thread if ``enabled`` (restored after): the quick-scale models are so small that
-    more threads only add contention, which on a shared 2-core machine made a quick run ten times slower."""
-    threads = torch.get_num_threads()
-    if enabled:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @claim("chatterjee2022.coherent_gradients",
        title="Gradients are more coherent with real labels than with random labels",
        citation="Chatterjee & Zielinski 2022 (On the generalization mystery in deep learning), arXiv:2203.10036",
@@ -50,8 +35,7 @@ def _one_thread(enabled: bool) -> Iterator[None]:
                  "sample of m examples (no estimator error); the finite m sets its scale, which is why real and "
                  "random labels use the same m and the same examples.")
 def coherent_gradients(ctx: Context) -> Outcome:
-    with _one_thread(ctx.scale == "quick"):
-        return _coherent_gradients(ctx)
+    return _coherent_gradients(ctx)
 
 
 def _coherent_gradients(ctx: Context) -> Outcome:
@@ -127,8 +111,7 @@ def _log_grid(start: int, stop: int, points: int, multiple: int) -> np.ndarray:
                  "for the other); with a smaller difference the claim is undecided. Residuals along one run are "
                  "correlated, so the AIC difference overstates the evidence; the margin of 10 is kept for that.")
 def ultra_slow_diffusion(ctx: Context) -> Outcome:
-    with _one_thread(ctx.scale == "quick"):
-        return _ultra_slow_diffusion(ctx)
+    return _ultra_slow_diffusion(ctx)
 
 
 def _ultra_slow_diffusion(ctx: Context) -> Outcome:
@@ -220,8 +203,7 @@ def _steps_to_target(x: torch.Tensor, y: torch.Tensor, widths: list[int], batch:
                  "B_simple is the unbiased per-example estimate over the whole training set (exact for the data, "
                  "no sampling error) at the moment the smallest-batch run reaches the target.")
 def critical_batch_size(ctx: Context) -> Outcome:
-    with _one_thread(ctx.scale == "quick"):
-        return _critical_batch_size(ctx)
+    return _critical_batch_size(ctx)
 
 
 def _critical_batch_size(ctx: Context) -> Outcome:

@@ -2,8 +2,6 @@
 minimisers of deep linear unconstrained-features models (Dang et al. 2023)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 import numpy as np
 import scipy.stats
 import torch
@@ -17,19 +15,6 @@ from theorylab.plotting import MEASURED, PREDICTED, new_figure
 from theorylab.train import accuracy_monitor, train
 
 TREND = -0.8  # Spearman correlation with the step that counts as "falls" over the terminal phase
-
-
-@contextmanager
-def _one_thread(enabled: bool) -> Iterator[None]:
-    """Run on one CPU thread if ``enabled`` (restored after): the quick-scale models are so small that
-    more threads only add contention, which on a shared 2-core machine made a quick run ten times slower."""
-    threads = torch.get_num_threads()
-    if enabled:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @claim("papyan2020.neural_collapse",
@@ -47,8 +32,7 @@ def _one_thread(enabled: bool) -> Iterator[None]:
                  "examples; exact 0 is not expected at a finite step). At least 5 measurements in the terminal "
                  "phase are needed, else the trend checks are undecided.")
 def terminal_phase_collapse(ctx: Context) -> Outcome:
-    with _one_thread(ctx.scale == "quick"):
-        return _terminal_phase_collapse(ctx)
+    return _terminal_phase_collapse(ctx)
 
 
 def _terminal_phase_collapse(ctx: Context) -> Outcome:
@@ -169,8 +153,7 @@ GRAD_TOL = 1e-7
                  "errors of order 1e-5 in the parameters, so geometric quantities (ETF distance, |cos|, relative "
                  "norm error) must be at most 1e-4 and NC1 (quadratic in the deviations) at most 1e-8.")
 def deep_linear_collapse(ctx: Context) -> Outcome:
-    with _one_thread(ctx.scale == "quick"):
-        return _deep_linear_collapse(ctx)
+    return _deep_linear_collapse(ctx)
 
 
 def _deep_linear_collapse(ctx: Context) -> Outcome:

@@ -13,15 +13,6 @@ from theorylab.models import MLP
 from theorylab.train import train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids contention on the shared machine (restored after each test)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _etf(c, d, seed=0):
     """Simplex ETF (d x C): sqrt(C/(C-1)) P (I - 11^T/C) with P having orthonormal columns."""
     g = torch.Generator().manual_seed(seed)

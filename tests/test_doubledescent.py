@@ -3,7 +3,6 @@ import math
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 import torch
 from torch import nn
 
@@ -11,13 +10,6 @@ from theorylab.doubledescent import (DoubleDescentResult, double_descent, gd_lea
                                      linear_regression_run, mlp_digits_run, random_features_digits_run,
                                      random_features_run)
 from theorylab.theory import ridgeless_risk, ridgeless_risk_finite
-
-
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    """Small dense problems: one BLAS thread (several only contend on a shared machine)."""
-    with threadpool_limits(1):
-        yield
 
 
 def test_sample_wise_sweep_follows_the_exact_finite_n_risk_and_peaks_at_n_equals_p():

@@ -3,18 +3,10 @@ import math
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 import torch
 
 from theorylab.spectra import MPFit, mp_fit, tracy_widom_threshold
 from theorylab.theory import mp_edges, spiked_outlier
-
-
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    """Small dense problems: one BLAS thread (several only contend on a shared machine)."""
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.mark.parametrize("n,p", [(600, 200), (200, 600), (300, 300)])

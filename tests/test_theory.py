@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 import sympy as sp
 from scipy import integrate
 
@@ -16,13 +15,6 @@ from theorylab.theory import (excess_product, gd_risk, mp_atom, mp_cdf, mp_densi
                               mp_stieltjes, optimal_ridge, ridge_risk, ridgeless_risk, ridgeless_risk_finite,
                               ridgeless_risk_symbolic, saxe_learning_time, saxe_mode_strength,
                               saxe_mode_strength_symbolic, spiked_outlier, symmetric_overparam_tail)
-
-
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    """Small dense problems: one BLAS thread (several only contend on a shared machine)."""
-    with threadpool_limits(1):
-        yield
 
 
 # ---------------------------------------------------------------------------------------------

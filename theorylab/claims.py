@@ -29,6 +29,7 @@ import random
 import sys
 import traceback
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 from theorylab._io import atomic_write_json, atomic_write_text
+from theorylab.devices import single_threaded
 from theorylab.plotting import close, save_figure
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
@@ -192,7 +194,9 @@ class Claim:
     def run(self, ctx: Context, *, figure_path: Path | None = None) -> Evidence:
         """Run the experiment; never raises for an experiment failure (verdict ``error``)."""
         _seed_everything(ctx.seed)
-        with Stopwatch() as watch:
+        # quick claims are small problems: threads would only contend (see devices.single_threaded)
+        threads = single_threaded() if ctx.scale == "quick" and ctx.device.type == "cpu" else nullcontext()
+        with Stopwatch() as watch, threads:
             try:
                 outcome = self.experiment(ctx)
                 error = None

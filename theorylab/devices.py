@@ -1,6 +1,9 @@
 """Device and dtype resolution shared by analyzers and the command line."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 
@@ -18,3 +21,21 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {spec!r} requested but CUDA is not available")
     return device
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch and the BLAS/OpenMP pools of numpy and scipy on one thread, then restore them.
+
+    Small problems gain nothing from threads, and on a busy machine the threads of several
+    processes contend: single-threaded, the quick claims and the tests run up to ten times faster.
+    """
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
