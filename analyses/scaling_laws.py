@@ -32,6 +32,7 @@ EPOCH = {"alpha": 0.3478, "beta": 0.3658, "a": 0.513}                     # Besi
 EPOCH_CI = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415)}             # 95% bootstrap, 4,000 resamples
 HOFFMANN_LIKE = {"alpha": 0.382, "beta": 0.312}                           # mean Huber (REFERENCES.md)
 OBJECTIVE = 1.01827402e-3
+LR, BATCH = 0.02, 32        # annealing claim: peak learning rate and batch size of SGD
 
 
 @contextlib.contextmanager
@@ -201,10 +202,10 @@ def annealing_law(ctx: Context) -> Outcome:
     with _one_thread():
         for name, shape in _schedules(steps).items():
             model = MLP(16, [64], 1, seed=ctx.seed).to(ctx.device)
-            run = train(model, mse, data, steps=steps, lr=0.05, optimizer="sgd", batch_size=8,
+            run = train(model, mse, data, steps=steps, lr=LR, optimizer="sgd", batch_size=BATCH,
                         lr_schedule=lambda t, shape=shape: float(shape[t]), seed=ctx.seed,
                         monitors=[loss_monitor(mse, data, every=every)])
-            s1, s2 = annealing_features(0.05 * shape)
+            s1, s2 = annealing_features(LR * shape)
             at = run.monitor_steps["loss"]
             keep = at >= 5 * every                                   # past the initial transient
             curves[name] = {"step": at[keep], "S1": s1[at[keep]], "S2": s2[at[keep]],
@@ -240,4 +241,8 @@ def annealing_law(ctx: Context) -> Outcome:
                  f"{held_out_no_s2:.2%}",
         numbers={"params": law.parameters, "params_without_S2": no_s2.parameters, "in_sample": in_sample,
                  "held_out": held_out, "held_out_without_S2": held_out_no_s2,
-                 "per_schedule": {n: mean_rel(law, [n]) for n in curves}})
+                 "final_loss": {n: float(c["loss"][-1]) for n, c in curves.items()},
+                 "per_schedule": {n: mean_rel(law, [n]) for n in curves}},
+        notes="The law's annealing term can only lower the loss (C >= 0). Where the decayed schedules end above "
+              "the constant one (compare final_loss), training is limited by optimisation progress rather than by "
+              "SGD noise, the regime the law describes is not reached, and the S2 check can fail.")
