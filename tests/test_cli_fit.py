@@ -107,3 +107,26 @@ def test_console_script_reports_bad_input(tmp_path):
                            str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "missing column" in proc.stderr
+
+
+def test_annealing_table_with_runs(tmp_path, capsys):
+    from theorylab.fits import annealing_features
+
+    rows = ["run,step,lr,loss"]
+    steps = 300
+    for run, lr in (("cos", 0.01 * 0.5 * (1 + np.cos(np.pi * np.arange(steps) / steps))),
+                    ("wsd", 0.01 * np.where(np.arange(steps) < 240, 1.0, (steps - np.arange(steps)) / 60))):
+        s1, s2 = annealing_features(lr)
+        for step in range(steps):
+            loss = 2.0 + 0.8 * s1[step] ** -0.5 - 0.3 * s2[step] if step else 9.0
+            rows.append(f"{run},{step},{lr[step]},{loss}")
+    path = tmp_path / "curves.csv"
+    path.write_text("\n".join(rows))
+    assert main(["fit", str(path), "--form", "annealing", "--group", "run", "--out", str(tmp_path / "o"),
+                 "--format", "json"]) == 0
+    params = json.loads(capsys.readouterr().out)["params"]
+    np.testing.assert_allclose([params[k] for k in ("L0", "A", "C", "alpha")], [2.0, 0.8, 0.3, 0.5], rtol=1e-6)
+    gap = path.read_text().replace("\ncos,5,", "\ncos,5x,")
+    path.write_text("\n".join(line for line in gap.splitlines() if ",5x," not in line))
+    assert main(["fit", str(path), "--form", "annealing", "--group", "run", "--out", str(tmp_path / "o")]) == 2
+    assert "every step" in capsys.readouterr().err

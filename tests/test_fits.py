@@ -182,6 +182,11 @@ def test_bootstrap_is_reproducible_and_independent_of_workers(chin_fit):
     two = chin_fit.bootstrap(16, seed=3, workers=2)
     np.testing.assert_array_equal(one.replicates, two.replicates)
     assert one.n_failed == 0 and np.all(one.lower < chin_fit.params) and np.all(chin_fit.params < one.upper)
+    band = chin_fit.predict_interval(N=[1e9, 1e12], D=[2e10, 2e13], bootstrap=one)
+    replicate_predictions = [chin_fit.law().predict({"N": np.array([1e12]), "D": np.array([2e13])}, p)[0]
+                             for p in one.replicates]
+    assert band.upper[1] == pytest.approx(np.quantile(replicate_predictions, 0.975), rel=1e-12)
+    assert band.lower[1] < band.mean[1] < band.upper[1]
 
 
 def test_bootstrap_by_runs_needs_groups(chin_fit):
