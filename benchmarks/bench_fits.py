@@ -43,7 +43,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     with threadpool_limits(1):            # as theorylab's fits: one BLAS thread for tiny problems
-        base_params, base_obj, base_all = hoffmann_fit(N, D, L, starts)
+        _, base_obj, base_all = hoffmann_fit(N, D, L, starts)
     base_time = time.perf_counter() - t0
     base_full = base_time * len(grid) / len(starts)
     reached = int(np.sum(base_all <= base_obj * (1 + 1e-6)))

@@ -6,14 +6,23 @@ import sympy as sp
 from scipy.optimize import approx_fprime, nnls
 
 from theorylab.datasets import load_chinchilla
-from theorylab.fits import (FitResult, Loss, Tolerance, annealing_features, chinchilla_closed_form, fit,
-                            hoffmann_grid, isoflop_analysis, multistart_lbfgs)
+from theorylab.fits import (
+    FitResult,
+    Loss,
+    Tolerance,
+    annealing_features,
+    chinchilla_closed_form,
+    fit,
+    hoffmann_grid,
+    isoflop_analysis,
+    multistart_lbfgs,
+)
 from theorylab.fits.compute_optimal import numerical_optimum
 from theorylab.fits.expressions import parse_expression
-from theorylab.fits.forms import annealing, broken, chinchilla, expression, kaplan, power
+from theorylab.fits.forms import broken, chinchilla, expression, kaplan
 from theorylab.fits.optimize import Problem, nnls_batched
 
-EPOCH = dict(E=1.8172, A=477.8, B=2143.4, alpha=0.3473, beta=0.3672)   # REFERENCES.md, reproduced optimum
+EPOCH = {"E": 1.8172, "A": 477.8, "B": 2143.4, "alpha": 0.3473, "beta": 0.3672}   # REFERENCES.md, reproduced optimum
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +51,7 @@ def test_power_law_recovers_parameters():
 
 def test_chinchilla_recovers_parameters():
     N, D = _grid_nd()
-    true = dict(E=1.7, A=400.0, B=1500.0, alpha=0.34, beta=0.28)
+    true = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}
     L = true["E"] + true["A"] * N ** -true["alpha"] + true["B"] * D ** -true["beta"]
     res = fit({"N": N, "D": D, "loss": L}, "chinchilla")
     np.testing.assert_allclose([res[k] for k in true], list(true.values()), rtol=1e-6)

@@ -14,18 +14,16 @@ from theorylab.fits.backtest import BacktestResult, backtest
 from theorylab.fits.bootstrap import BootstrapResult, bootstrap
 from theorylab.fits.compute_optimal import ComputeOptimal, chinchilla_closed_form, compute_optimal
 from theorylab.fits.fitting import fit, fit_arrays
-from theorylab.fits.forms import (Form, annealing, annealing_features, broken, chinchilla, expression,
-                                  hoffmann_grid, kaplan, make_form, power)
+from theorylab.fits.forms import (Form, annealing, annealing_features, broken, chinchilla, expression, hoffmann_grid,
+                                  kaplan, make_form, power)
 from theorylab.fits.isoflop import IsoFLOPResult, isoflop_analysis
 from theorylab.fits.losses import Loss
 from theorylab.fits.optimize import Tolerance, multistart_lbfgs, variable_projection
 from theorylab.fits.result import FitResult, PredictionInterval
 
 __all__ = [
-    "fit", "fit_arrays", "FitResult", "PredictionInterval", "Loss", "Tolerance",
-    "Form", "power", "chinchilla", "kaplan", "broken", "annealing", "annealing_features", "expression",
-    "make_form", "hoffmann_grid",
-    "variable_projection", "multistart_lbfgs",
-    "bootstrap", "BootstrapResult", "compute_optimal", "chinchilla_closed_form", "ComputeOptimal",
-    "backtest", "BacktestResult", "isoflop_analysis", "IsoFLOPResult",
+    "BacktestResult", "BootstrapResult", "ComputeOptimal", "FitResult", "Form", "IsoFLOPResult", "Loss",
+    "PredictionInterval", "Tolerance", "annealing", "annealing_features", "backtest", "bootstrap", "broken",
+    "chinchilla", "chinchilla_closed_form", "compute_optimal", "expression", "fit", "fit_arrays", "hoffmann_grid",
+    "isoflop_analysis", "kaplan", "make_form", "multistart_lbfgs", "power", "variable_projection",
 ]

@@ -51,7 +51,7 @@ class BacktestResult(Result):
         return ax
 
 
-def backtest(result: "FitResult", *, split: float | None = None, quantile: float | None = None,
+def backtest(result: FitResult, *, split: float | None = None, quantile: float | None = None,
              on: str | None = None) -> BacktestResult:
     """Refit ``result``'s law on rows with ``on <= split`` and measure the error above.
 

@@ -14,11 +14,11 @@ the number of worker processes.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
-import multiprocessing as mp
 import numpy as np
 
 from theorylab.fits.forms import make_form
@@ -133,7 +133,7 @@ def _refit_many(spec: dict[str, Any], X: dict[str, np.ndarray], y: np.ndarray, l
     return out
 
 
-def bootstrap(result: "FitResult", n: int = 1000, *, seed: int = 0, by: Literal["rows", "runs"] = "rows",
+def bootstrap(result: FitResult, n: int = 1000, *, seed: int = 0, by: Literal["rows", "runs"] = "rows",
               level: float = 0.95, workers: int = 1, progress: bool = False) -> BootstrapResult:
     """Refit ``result``'s law on ``n`` resamples; percentile intervals at ``level``.
 

@@ -100,7 +100,7 @@ def _allocation(form: Form, params: np.ndarray, C: np.ndarray) -> tuple[np.ndarr
     return N, D, L
 
 
-def compute_optimal(result: "FitResult", C: Any, *, bootstrap: Any | None = None,
+def compute_optimal(result: FitResult, C: Any, *, bootstrap: Any | None = None,
                     level: float = 0.95) -> ComputeOptimal:
     """The compute-optimal N*, D*, D*/N* and L* of ``result``'s law at budgets ``C`` (FLOP)."""
     C = np.atleast_1d(np.asarray(C, dtype=float))

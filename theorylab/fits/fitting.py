@@ -19,8 +19,14 @@ from threadpoolctl import threadpool_limits
 
 from theorylab.fits.forms import Form, annealing, broken, chinchilla, expression, kaplan, make_form, power
 from theorylab.fits.losses import Loss, LossName, Reduction, Space
-from theorylab.fits.optimize import (OptimumReport, Problem, Tolerance, multistart_lbfgs, random_starts,
-                                     variable_projection)
+from theorylab.fits.optimize import (
+    OptimumReport,
+    Problem,
+    Tolerance,
+    multistart_lbfgs,
+    random_starts,
+    variable_projection,
+)
 from theorylab.fits.result import FitResult
 from theorylab.provenance import Stopwatch, make_meta
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
+from theorylab.plotting import PREDICTED, axes_or_new
 from theorylab.provenance import make_meta
 from theorylab.results import Result, result_class
 

@@ -49,7 +49,7 @@ class Tolerance:
     exact: float = 1e-26
 
     @classmethod
-    def scipy_default(cls) -> "Tolerance":
+    def scipy_default(cls) -> Tolerance:
         return cls(ftol=2.220446049250313e-09, gtol=1e-5, maxiter=15000, scaled=False, exact=0.0)
 
 

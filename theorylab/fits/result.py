@@ -88,7 +88,7 @@ class FitResult(Result):
         return self.law().predict(self._X(X, columns), self.params)
 
     def predict_interval(self, X: Mapping[str, Any] | None = None, *, level: float = 0.95,
-                         bootstrap: "Any | None" = None, **columns: Any) -> "PredictionInterval":
+                         bootstrap: Any | None = None, **columns: Any) -> PredictionInterval:
         """A pointwise confidence interval of the law at new points.
 
         With ``bootstrap`` (a :class:`~theorylab.fits.bootstrap.BootstrapResult` of this fit): the
