@@ -10,9 +10,6 @@
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 from scipy import stats
@@ -33,17 +30,6 @@ EPOCH_CI = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415)}             # 95% b
 HOFFMANN_LIKE = {"alpha": 0.382, "beta": 0.312}                           # mean Huber (REFERENCES.md)
 OBJECTIVE = 1.01827402e-3
 LR, BATCH = 0.02, 32        # annealing claim: peak learning rate and batch size of SGD
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Tiny models train fastest on one thread (and do not oversubscribe a shared CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,15 +120,14 @@ def data_scaling(ctx: Context) -> Outcome:
     split = load_digits(seed=ctx.seed)
     x_test, y_test = split.x_test.to(ctx.device), split.y_test.to(ctx.device)
     errors = np.zeros((len(sizes), seeds))
-    with _one_thread():
-        for i, m in enumerate(sizes):
-            for s in range(seeds):
-                sub = split.subsample(m, seed=ctx.seed + s)
-                model = MLP(64, [64], 10, seed=ctx.seed + s).to(ctx.device)
-                train(model, nn.CrossEntropyLoss(), sub.train, steps=ctx.pick(150, 500), lr=1e-2, optimizer="adam",
-                      seed=ctx.seed + s, device=ctx.device)
-                with torch.no_grad():
-                    errors[i, s] = float((model(x_test).argmax(1) != y_test).float().mean())
+    for i, m in enumerate(sizes):
+        for s in range(seeds):
+            sub = split.subsample(m, seed=ctx.seed + s)
+            model = MLP(64, [64], 10, seed=ctx.seed + s).to(ctx.device)
+            train(model, nn.CrossEntropyLoss(), sub.train, steps=ctx.pick(150, 500), lr=1e-2, optimizer="adam",
+                  seed=ctx.seed + s, device=ctx.device)
+            with torch.no_grad():
+                errors[i, s] = float((model(x_test).argmax(1) != y_test).float().mean())
     mean = errors.mean(axis=1)
     binom = np.sqrt(mean * (1 - mean) / (len(y_test) * seeds))
     se = np.maximum(errors.std(axis=1, ddof=1) / np.sqrt(seeds), binom)
@@ -199,17 +184,16 @@ def annealing_law(ctx: Context) -> Outcome:
     data = (split.x_train.to(ctx.device), split.y_train.to(ctx.device))
     mse = nn.MSELoss()
     curves = {}
-    with _one_thread():
-        for name, shape in _schedules(steps).items():
-            model = MLP(16, [64], 1, seed=ctx.seed).to(ctx.device)
-            run = train(model, mse, data, steps=steps, lr=LR, optimizer="sgd", batch_size=BATCH,
-                        lr_schedule=lambda t, shape=shape: float(shape[t]), seed=ctx.seed,
-                        monitors=[loss_monitor(mse, data, every=every)])
-            s1, s2 = annealing_features(LR * shape)
-            at = run.monitor_steps["loss"]
-            keep = at >= 5 * every                                   # past the initial transient
-            curves[name] = {"step": at[keep], "S1": s1[at[keep]], "S2": s2[at[keep]],
-                            "loss": run.monitors["loss"][keep]}
+    for name, shape in _schedules(steps).items():
+        model = MLP(16, [64], 1, seed=ctx.seed).to(ctx.device)
+        run = train(model, mse, data, steps=steps, lr=LR, optimizer="sgd", batch_size=BATCH,
+                    lr_schedule=lambda t, shape=shape: float(shape[t]), seed=ctx.seed,
+                    monitors=[loss_monitor(mse, data, every=every)])
+        s1, s2 = annealing_features(LR * shape)
+        at = run.monitor_steps["loss"]
+        keep = at >= 5 * every                                   # past the initial transient
+        curves[name] = {"step": at[keep], "S1": s1[at[keep]], "S2": s2[at[keep]],
+                        "loss": run.monitors["loss"][keep]}
     fitted, held = ("constant", "cosine"), ("step", "wsd", "linear")
     rows = {k: np.concatenate([curves[n][k] for n in fitted]) for k in ("S1", "S2", "loss")}
     law = fit(rows, "annealing", seed=ctx.seed)
