@@ -282,7 +282,7 @@ class HessianOperator(CurvatureOperator):
         params = list(fn.params.values())
         live = [i for i, g in enumerate(grads) if g.requires_grad]  # other gradients are constant
         columns = []
-        for v in vectors.T:
+        for v in vectors.T.contiguous():  # contiguous columns: strided grad_outputs are slow
             if not live:  # the loss is linear in the parameters
                 columns.append(torch.zeros_like(v))
                 continue
@@ -316,7 +316,7 @@ class HessianOperator(CurvatureOperator):
         primals = {n: p.detach() for n, p in fn.params.items()}
         rng = fn.get_rng()  # every column sees the dropout masks of one forward pass
         columns = []
-        for v in vectors.T:
+        for v in vectors.T.contiguous():  # contiguous columns: strided grad_outputs are slow
             fn.set_rng(rng)
             tangents = dict(zip(fn.names, fn.split(v)))
             if targets.is_floating_point():
@@ -356,7 +356,7 @@ class GGNOperator(CurvatureOperator):
         params = list(fn.params.values())
         live = [i for i, g in enumerate(jt_dummy) if g.requires_grad]  # others: unused parameters
         columns = []
-        for v in vectors.T:
+        for v in vectors.T.contiguous():  # contiguous columns: strided grad_outputs are slow
             pieces = fn.split(v)
             jv = torch.autograd.grad([jt_dummy[i] for i in live], dummy, [pieces[i] for i in live],
                                      retain_graph=True, allow_unused=True, materialize_grads=True)[0]

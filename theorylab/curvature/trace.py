@@ -35,9 +35,10 @@ METHODS: tuple[str, ...] = ("hutchinson", "hutch++")
 _CHUNK = 32  # probes multiplied at once (bounds memory at P * _CHUNK)
 
 
-def rademacher(size: int, count: int, generator: torch.Generator) -> Tensor:
-    """``count`` Rademacher vectors of length ``size`` as float64 columns, drawn on CPU."""
-    return torch.randint(0, 2, (count, size), generator=generator, dtype=torch.int8).T.to(torch.float64) * 2 - 1
+def rademacher(size: int, count: int, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> Tensor:
+    """``count`` Rademacher vectors of length ``size`` as columns, drawn on CPU (+-1 is exact in any dtype)."""
+    signs = torch.randint(0, 2, (count, size), generator=generator, dtype=torch.int8)
+    return (signs.to(dtype) * 2 - 1).T
 
 
 @result_class
@@ -69,11 +70,11 @@ class TraceEstimate(Result):
 
 
 def _quadratic_forms(op: LinearOperator, probes: Tensor) -> np.ndarray:
-    """``z_i^T H z_i`` for the columns of ``probes`` (float64 on CPU), in chunks."""
+    """``z_i^T H z_i`` for the columns of ``probes``, in chunks; summed in float64."""
     values = []
     for i in range(0, probes.shape[1], _CHUNK):
         z = probes[:, i:i + _CHUNK].to(device=op.device, dtype=op.dtype)
-        values.append((z.to(torch.float64) * (op @ z).to(torch.float64)).sum(dim=0).cpu())
+        values.append((z * (op @ z)).sum(dim=0, dtype=torch.float64).cpu())
     return torch.cat(values).numpy()
 
 
@@ -96,7 +97,7 @@ def trace(op: LinearOperator | Tensor | np.ndarray, *, num_probes: int = 100, me
         generator = torch.Generator().manual_seed(int(seed))
         start_matvecs = op.num_matvecs
         if method == "hutchinson":
-            samples = _quadratic_forms(op, rademacher(size, int(num_probes), generator))
+            samples = _quadratic_forms(op, rademacher(size, int(num_probes), generator, op.dtype))
             sketch_trace = 0.0
         else:
             sketch_trace, samples = _hutch_plus_plus(op, int(num_probes), generator)
@@ -112,9 +113,9 @@ def trace(op: LinearOperator | Tensor | np.ndarray, *, num_probes: int = 100, me
 def _hutch_plus_plus(op: LinearOperator, budget: int, generator: torch.Generator) -> tuple[float, np.ndarray]:
     size = op.shape[0]
     sketch_size = budget // 3
-    sketch = rademacher(size, sketch_size, generator).to(device=op.device, dtype=op.dtype)
+    sketch = rademacher(size, sketch_size, generator, op.dtype).to(op.device)
     q, _ = torch.linalg.qr(op @ sketch)  # (P, s) orthonormal basis of range(H S)
     sketch_trace = float(torch.einsum("ij,ij->", q.to(torch.float64), (op @ q).to(torch.float64)))
-    probes = rademacher(size, budget - 2 * sketch_size, generator).to(device=op.device, dtype=op.dtype)
+    probes = rademacher(size, budget - 2 * sketch_size, generator, op.dtype).to(op.device)
     residual_probes = probes - q @ (q.T @ probes)
     return sketch_trace, _quadratic_forms(op, residual_probes)
