@@ -55,6 +55,42 @@ def nngeometry_gram(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | N
     return gram.permute(1, 3, 0, 2)
 
 
+class SharedLayer(nn.Module):
+    """One linear layer applied twice (weight sharing): f(x) = W2 tanh(W1 tanh(W1 x))."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner, self.out = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.inner(torch.tanh(self.inner(x)))))
+
+
+def weight_sharing_errors() -> None:
+    """Relative error of each method against the explicit Jacobian product on a weight-shared model."""
+    torch.manual_seed(0)
+    model = SharedLayer().double()
+    x = torch.randn(6, 4, dtype=torch.float64)
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    shapes = [(n, p.shape) for n, p in model.named_parameters()]
+
+    def f(vec):
+        params, i = {}, 0
+        for name, shape in shapes:
+            params[name] = vec[i:i + shape.numel()].view(shape)
+            i += shape.numel()
+        return functional_call(model, params, (x,))
+
+    jac = torch.autograd.functional.jacobian(f, flat)
+    explicit = torch.einsum("aip,bjp->abij", jac, jac)
+    print("\nweight sharing (a layer applied twice), max relative error against explicit J J^T:")
+    for name, kernel in [("theorylab jacobian", empirical_ntk(model, x, reduce="none")),
+                         ("theorylab ntk_vp", empirical_ntk(model, x, reduce="none", method="ntk_vp")),
+                         ("nngeometry GramMatrix", nngeometry_gram(model, x))]:
+        if kernel is not None:
+            print(f"  {name:32s} {float((kernel - explicit).abs().max() / explicit.abs().max()):.1e}")
+
+
 def best_time(fn, repeats: int) -> tuple[float, torch.Tensor]:
     best, out = float("inf"), None
     for _ in range(repeats):
@@ -101,6 +137,7 @@ def main() -> None:
     print(f"{'method':34s} {'seconds':>8s} {'x theorylab':>12s} {'max rel. diff':>14s}")
     for name, seconds, err in rows:
         print(f"{name:34s} {seconds:8.3f} {seconds / base:12.2f} {err:14.1e}")
+    weight_sharing_errors()
 
     n = args.memory_inputs
     out = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True)

@@ -108,24 +108,25 @@ def _functional(model: nn.Module, selected: dict[str, nn.Parameter], dtype: torc
     return fn, theta
 
 
-def _jacobian(fn: Callable[[ParamDict, Tensor], Tensor], theta: ParamDict, x: Tensor) -> Tensor:
-    """Per-example Jacobians, flattened over parameters: ``(B, O, P)``."""
+def _jacobian(fn: Callable[[ParamDict, Tensor], Tensor], theta: ParamDict, x: Tensor) -> list[Tensor]:
+    """Per-example Jacobians, one ``(B, O, P_k)`` tensor per parameter (never concatenated: no copy)."""
     def single(params: ParamDict, xi: Tensor) -> Tensor:
         return fn(params, xi.unsqueeze(0)).squeeze(0)
 
     jac = vmap(jacrev(single), in_dims=(None, 0))(theta, x)
-    return torch.cat([j.flatten(2) for j in jac.values()], dim=2)
+    return [j.flatten(2) for j in jac.values()]
 
 
-def _contract(ja: Tensor, jb: Tensor, reduce: str) -> Tensor:
+def _contract(ja: list[Tensor], jb: list[Tensor], reduce: str) -> Tensor:
     """``sum_p ja[a, i, p] jb[b, j, p]`` as (A, B, O, O), or its trace over outputs (A, B)."""
-    (n_a, n_out, n_p), n_b = ja.shape, jb.shape[0]
-    if reduce == "none":  # one (A O, P) @ (P, B O) product
-        return (ja.reshape(n_a * n_out, n_p) @ jb.reshape(n_b * n_out, n_p).T).view(n_a, n_out, n_b, n_out
-                                                                                    ).permute(0, 2, 1, 3)
-    # per output i: (A, P) @ (P, B), batched over outputs, then summed
-    k = torch.bmm(ja.transpose(0, 1), jb.permute(1, 2, 0)).sum(0)
-    return k / ja.shape[1] if reduce == "mean" else k
+    n_a, n_out, _ = ja[0].shape
+    n_b = jb[0].shape[0]
+    if reduce == "none":  # per parameter one (A O, P_k) @ (P_k, B O) product
+        k = sum(a.reshape(n_a * n_out, -1) @ b.reshape(n_b * n_out, -1).T for a, b in zip(ja, jb))
+        return k.view(n_a, n_out, n_b, n_out).permute(0, 2, 1, 3)
+    # per output i: (A, P_k) @ (P_k, B), batched over outputs, then summed
+    k = sum(torch.bmm(a.transpose(0, 1), b.permute(1, 2, 0)) for a, b in zip(ja, jb)).sum(0)
+    return k / n_out if reduce == "mean" else k
 
 
 def _jacobian_tile(fn, theta, xa, ja, xb, reduce):
