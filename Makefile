@@ -8,8 +8,9 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 SCALE ?= quick
+DEVICE ?= cpu
 
-.PHONY: verify test bench notebooks clean
+.PHONY: verify test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,11 +21,12 @@ $(VENV)/.installed: pyproject.toml
 verify: $(VENV)/.installed
 	$(VENV)/bin/theorylab verify --scale $(SCALE)
 
+# two single-threaded workers: the tests are many small problems (threads would only contend)
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py --device $(DEVICE)
 
 clean:
 	rm -rf $(VENV)

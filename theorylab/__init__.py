@@ -1,26 +1,62 @@
 """theorylab: measure what deep-learning theory predicts, and check it against the prediction.
 
-The public API, grouped:
+The public API, grouped (names load on first use, so ``import theorylab`` stays light):
 
-* operators -- :func:`hessian`, :func:`ggn`, :func:`as_operator` (lazy, ``op @ v``);
-* estimators -- :func:`top_eigenvalues`, :func:`trace`, :func:`spectral_density`, :func:`lanczos`;
-* training -- :func:`train`, :class:`Monitor`;
-* results and claims -- :class:`Result`, :class:`~theorylab.claims.Claim`, :func:`~theorylab.claims.verify`.
-
-Subpackages: ``theorylab.data``, ``theorylab.models``, ``theorylab.curvature``, ``theorylab.claims``.
+* operators: :func:`hessian`, :func:`ggn`, :func:`as_operator` (lazy operators, ``op @ v``);
+* estimators: :func:`top_eigenvalues`, :func:`trace`, :func:`spectral_density`, :func:`lanczos`;
+* analyzers: :func:`empirical_ntk`, :func:`analytic_ntk`, :func:`analytic_nngp`, :func:`kernel_alignment`,
+  :func:`kernel_distance`, :func:`lambda_max`, :func:`sam_sharpness`, :func:`adaptive_sharpness`,
+  :func:`average_sharpness`, :func:`neural_collapse`, :func:`model_collapse`, :func:`gradient_statistics`,
+  :func:`gradient_noise_scale`, :func:`per_example_gradients`, :func:`activation_ranks`, :func:`dormant_ratio`,
+  :func:`weight_spectrum`, :func:`mp_fit`;
+* fits: :func:`fit` (scaling laws), :func:`fit_rate` (polynomial vs exponential convergence),
+  :func:`double_descent`;
+* theory: the closed-form predictions live in :mod:`theorylab.theory`;
+* training and sweeps: :func:`train`, :class:`Monitor`, :func:`sweep`, :func:`grid`;
+* results and claims: :class:`Result`, :func:`verify`, :func:`load_analyses`.
 """
-from theorylab.curvature import (as_operator, ggn, hessian, lanczos, spectral_density, top_eigenvalues,
-                                 trace)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from theorylab.provenance import __version__
 from theorylab.results import Result, result_class
-from theorylab.train import Monitor, train
 
-__all__ = [
-    "__version__",
+_API: dict[str, str] = {
     # operators and estimators
-    "hessian", "ggn", "as_operator", "top_eigenvalues", "trace", "spectral_density", "lanczos",
-    # training
-    "train", "Monitor",
-    # results
-    "Result", "result_class",
-]
+    **dict.fromkeys(["hessian", "ggn", "as_operator", "top_eigenvalues", "trace", "spectral_density", "lanczos"],
+                    "theorylab.curvature"),
+    # analyzers
+    **dict.fromkeys(["empirical_ntk", "analytic_ntk", "analytic_nngp", "kernel_alignment", "kernel_distance"],
+                    "theorylab.kernels"),
+    **dict.fromkeys(["lambda_max", "sam_sharpness", "adaptive_sharpness", "average_sharpness"],
+                    "theorylab.sharpness"),
+    **dict.fromkeys(["neural_collapse", "model_collapse"], "theorylab.collapse"),
+    **dict.fromkeys(["gradient_statistics", "gradient_noise_scale", "per_example_gradients"], "theorylab.gradients"),
+    **dict.fromkeys(["activation_ranks", "dormant_ratio", "weight_spectrum"], "theorylab.representations"),
+    "mp_fit": "theorylab.spectra",
+    # fits
+    "fit": "theorylab.fits",
+    "fit_rate": "theorylab.rates",
+    "double_descent": "theorylab.doubledescent",
+    # training and sweeps
+    **dict.fromkeys(["train", "Monitor"], "theorylab.train"),
+    **dict.fromkeys(["sweep", "grid"], "theorylab.sweep"),
+    # claims
+    **dict.fromkeys(["verify", "load_analyses"], "theorylab.claims"),
+}
+
+__all__ = ["__version__", "Result", "result_class", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'theorylab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
