@@ -40,6 +40,7 @@ def test_lambda_max_and_stability_ratios():
     result = lambda_max(model, nn.MSELoss(), data, tol=1e-10)
     assert isinstance(result, Sharpness)
     assert result.value == pytest.approx(float(eig[-1]), rel=1e-9)
+    assert Result.from_dict(result.to_dict()) == result
     ratios = stability_ratios(model, nn.MSELoss(), data, lr=0.1, num_probes=400, seed=1)
     assert isinstance(ratios, StabilityRatios)
     assert ratios.lambda_ratio == pytest.approx(0.1 * float(eig[-1]) / 2, rel=1e-9)
