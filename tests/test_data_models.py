@@ -70,6 +70,8 @@ def test_mup_multipliers_scale_effective_learning_rates():
     m = MLP(d, [n, n], 1, parametrization="mup", seed=0)
     c = [layer.multiplier for layer in list(m.hidden_layers) + [m.readout]]
     assert [round(ci ** 2, 9) for ci in c] == [round(n / d, 9), 1.0, round(1 / n, 9)]
+    biases = [layer.bias_multiplier for layer in list(m.hidden_layers) + [m.readout]]
+    assert [round(b ** 2, 9) for b in biases] == [n, n, 1.0]  # output bias: eta, not eta * n
 
 
 def test_models_forward_and_errors():

@@ -12,7 +12,8 @@ The public API, grouped (names load on first use, so ``import theorylab`` stays 
 * fits: :func:`fit` (scaling laws), :func:`fit_rate` (polynomial vs exponential convergence),
   :func:`double_descent`;
 * theory: the closed-form predictions live in :mod:`theorylab.theory`;
-* training and sweeps: :func:`train`, :class:`Monitor`, :func:`sweep`, :func:`grid`;
+* training and sweeps: :class:`Monitor`, :func:`grid` (and ``theorylab.train.train``,
+  ``theorylab.sweep.sweep``: their modules share their names, so they are not re-exported here);
 * results and claims: :class:`Result`, :func:`verify`, :func:`load_analyses`.
 """
 from __future__ import annotations
@@ -41,8 +42,8 @@ _API: dict[str, str] = {
     "fit_rate": "theorylab.rates",
     "double_descent": "theorylab.doubledescent",
     # training and sweeps
-    **dict.fromkeys(["train", "Monitor"], "theorylab.train"),
-    **dict.fromkeys(["sweep", "grid"], "theorylab.sweep"),
+    "Monitor": "theorylab.train",
+    "grid": "theorylab.sweep",
     # claims
     **dict.fromkeys(["verify", "load_analyses"], "theorylab.claims"),
 }

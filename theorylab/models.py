@@ -18,7 +18,9 @@ layer: at initialisation the forward pass equals the standard one for hidden lay
 layer starts at variance 1/n^2, and plain SGD on ``W`` gives effective learning rates ``eta n`` for
 the input layer and biases, ``eta`` for hidden layers and ``eta / n`` for the output layer (Yang
 et al. 2021, "Tensor Programs V", Table 3).  Biases: ``ntk`` uses ``b = sb * beta, beta ~ N(0, 1)``;
-``sp`` draws ``b ~ N(0, sb^2)``; ``mup`` uses multiplier ``sqrt(n)`` with ``b ~ N(0, sb^2/n)``.
+``sp`` draws ``b ~ N(0, sb^2)``; ``mup`` uses multiplier ``sqrt(n)`` with ``b ~ N(0, sb^2/n)`` for input and
+hidden layers (effective learning rate ``eta n``) and multiplier 1 with ``b ~ N(0, sb^2)`` for the output
+bias (learning rate ``eta``: its fan-out does not grow with width).
 
 ``output_multiplier`` (alpha) scales the network output, ``f = alpha * readout(h)``: large alpha
 makes training lazy (Chizat, Oyallon & Bach 2019).
@@ -70,8 +72,10 @@ def _layer(kind: str, fan_in: int, fan_out: int, *, position: Literal["input", "
         return ScaledLinear(fan_in, fan_out, multiplier=sw / math.sqrt(fan_in), init_std=1.0, bias=bias,
                             bias_multiplier=sb, bias_init_std=1.0, generator=g)
     multiplier = {"input": sw * math.sqrt(width / in_dim), "hidden": sw, "output": 1.0 / math.sqrt(width)}[position]
+    # biases of the input and hidden layers train at eta*n (multiplier sqrt(n)); the output bias at eta
+    bias_multiplier = 1.0 if position == "output" else math.sqrt(width)
     return ScaledLinear(fan_in, fan_out, multiplier=multiplier, init_std=1.0 / math.sqrt(width), bias=bias,
-                        bias_multiplier=math.sqrt(width), bias_init_std=sb / math.sqrt(width), generator=g)
+                        bias_multiplier=bias_multiplier, bias_init_std=sb / bias_multiplier, generator=g)
 
 
 class MLP(nn.Module):
