@@ -13,14 +13,6 @@ from theorylab.curvature import DenseOperator, as_operator, ggn, hessian, spectr
 ATOL = 1e-12  # float64 products of O(1) numbers on tiny models: agreement to rounding
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny problems: threads only contend on a shared machine
-    yield
-    torch.set_num_threads(threads)
-
-
 def _mlp(activation: str, seed: int = 0, dtype=torch.float64) -> nn.Module:
     torch.manual_seed(seed)
     act = nn.Tanh() if activation == "tanh" else nn.ReLU()

@@ -2,27 +2,11 @@
 import numpy as np
 import pytest
 import torch
+from symmetric_matrices import symmetric_matrix
 from torch import nn
 
 from theorylab.curvature import EigenResult, hessian, lanczos, top_eigenvalues
 from theorylab.results import Result
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny problems: threads only contend on a shared machine
-    yield
-    torch.set_num_threads(threads)
-
-
-def _matrix(eigenvalues, seed=0) -> torch.Tensor:
-    """Q diag(eigenvalues) Q^T with a Haar-random orthogonal Q."""
-    eigenvalues = torch.as_tensor(eigenvalues, dtype=torch.float64)
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(len(eigenvalues), len(eigenvalues), generator=g, dtype=torch.float64))
-    a = q @ torch.diag(eigenvalues) @ q.T
-    return (a + a.T) / 2
 
 
 def _spectra():
@@ -35,7 +19,7 @@ def _spectra():
 
 
 def test_decomposition_is_orthonormal_and_tridiagonalises():
-    a = _matrix(np.linspace(-2, 3, 60))
+    a = symmetric_matrix(np.linspace(-2, 3, 60))
     dec = lanczos(a, num_steps=30, seed=1)
     q = dec.basis
     torch.testing.assert_close(q.T @ q, torch.eye(30, dtype=torch.float64), atol=1e-13, rtol=0)
@@ -47,7 +31,7 @@ def test_decomposition_is_orthonormal_and_tridiagonalises():
 def test_full_reorthogonalization_prevents_ghost_eigenvalues():
     """One dominant eigenvalue: 100 steps give exactly one Ritz value near it; the bare recurrence gives copies."""
     eigenvalues = np.concatenate([np.linspace(0.0, 1.0, 399), [10.0]])
-    a = _matrix(eigenvalues, seed=2)
+    a = symmetric_matrix(eigenvalues, seed=2)
 
     def near_top(reorthogonalize):
         theta, _, _ = lanczos(a, num_steps=100, seed=0, reorthogonalize=reorthogonalize).ritz()
@@ -59,7 +43,7 @@ def test_full_reorthogonalization_prevents_ghost_eigenvalues():
 
 def test_breakdown_on_an_invariant_krylov_space_gives_exact_ritz_values():
     eigenvalues = np.repeat([-1.0, 0.5, 2.0], 20)  # three distinct values: K_3 is invariant
-    dec = lanczos(_matrix(eigenvalues, seed=3), num_steps=50, seed=0)
+    dec = lanczos(symmetric_matrix(eigenvalues, seed=3), num_steps=50, seed=0)
     assert dec.breakdown and dec.num_steps == 3
     theta, _, residuals = dec.ritz()
     np.testing.assert_allclose(theta, [-1.0, 0.5, 2.0], atol=1e-12)
@@ -70,7 +54,7 @@ def test_breakdown_on_an_invariant_krylov_space_gives_exact_ritz_values():
 @pytest.mark.parametrize("spectrum", ["clustered", "degenerate", "indefinite"])
 def test_top_eigenvalues_match_eigvalsh(spectrum, which):
     eigenvalues = _spectra()[spectrum]
-    a = _matrix(eigenvalues, seed=4)
+    a = symmetric_matrix(eigenvalues, seed=4)
     k = 5
     result = top_eigenvalues(a, k, which=which, tol=1e-10, return_vectors=True)
     exact = torch.linalg.eigvalsh(a).numpy()
@@ -85,13 +69,13 @@ def test_top_eigenvalues_match_eigvalsh(spectrum, which):
 
 def test_repeated_top_eigenvalue_is_found_with_its_multiplicity():
     eigenvalues = np.concatenate([np.linspace(0, 1, 96), [7.0] * 4])
-    result = top_eigenvalues(_matrix(eigenvalues, seed=5), 5, tol=1e-10)
+    result = top_eigenvalues(symmetric_matrix(eigenvalues, seed=5), 5, tol=1e-10)
     np.testing.assert_allclose(result.values, [7.0, 7.0, 7.0, 7.0, 1.0], atol=1e-9)
     assert result.num_runs >= 2
 
 
 def test_all_eigenvalues_when_k_equals_the_dimension():
-    a = _matrix(np.linspace(-1, 2, 12), seed=6)
+    a = symmetric_matrix(np.linspace(-1, 2, 12), seed=6)
     result = top_eigenvalues(a, 12, which="SA", tol=1e-10)
     np.testing.assert_allclose(result.values, torch.linalg.eigvalsh(a).numpy(), atol=1e-11)
 
@@ -112,27 +96,27 @@ def test_top_eigenvalue_of_an_mlp_hessian():
 
 
 def test_float32_operator_reaches_its_precision():
-    a = _matrix(np.concatenate([np.linspace(0, 1, 200), [3.0, 2.0]]), seed=7)
+    a = symmetric_matrix(np.concatenate([np.linspace(0, 1, 200), [3.0, 2.0]]), seed=7)
     result = top_eigenvalues(a.float(), 2, tol=1e-5)
     np.testing.assert_allclose(result.values, [3.0, 2.0], rtol=1e-5)
 
 
 def test_result_round_trip_and_plot():
-    result = top_eigenvalues(_matrix(np.linspace(0, 1, 30)), 3, tol=1e-8, return_vectors=True)
+    result = top_eigenvalues(symmetric_matrix(np.linspace(0, 1, 30)), 3, tol=1e-8, return_vectors=True)
     back = Result.from_dict(result.to_dict())
     assert isinstance(back, EigenResult) and back == result
     assert result.plot() is not None
-    assert top_eigenvalues(_matrix(np.linspace(0, 1, 30)), 2).vectors is None
+    assert top_eigenvalues(symmetric_matrix(np.linspace(0, 1, 30)), 2).vectors is None
 
 
 def test_deterministic_given_the_seed():
-    a = _matrix(np.linspace(0, 1, 80), seed=8)
+    a = symmetric_matrix(np.linspace(0, 1, 80), seed=8)
     first, second = top_eigenvalues(a, 3, seed=3), top_eigenvalues(a, 3, seed=3)
     assert np.array_equal(first.values, second.values) and first.num_matvecs == second.num_matvecs
 
 
 def test_bad_input_gets_clear_errors():
-    a = _matrix(np.linspace(0, 1, 10))
+    a = symmetric_matrix(np.linspace(0, 1, 10))
     with pytest.raises(ValueError, match="larger than the dimension"):
         top_eigenvalues(a, 11)
     with pytest.raises(ValueError, match="which"):

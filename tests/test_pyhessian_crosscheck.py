@@ -23,14 +23,6 @@ FLOAT32_RTOL = 2e-6
 NORMALISATION_BIAS = 2e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def setup():
     torch.manual_seed(0)

@@ -14,15 +14,6 @@ from theorylab.representations import (activation_ranks, dormant_monitor, dorman
 from theorylab.train import train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids contention on the shared machine (restored after each test)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_effective_and_stable_rank_known_answers():
     r = matrix_ranks(torch.diag(torch.tensor([2.0, 2.0, 2.0, 0.0])))
     assert r.effective_rank == pytest.approx(3.0, rel=1e-14) and r.stable_rank == pytest.approx(3.0, rel=1e-14)

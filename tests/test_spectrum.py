@@ -3,25 +3,10 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from symmetric_matrices import symmetric_matrix
 
 from theorylab.curvature import SpectralDensity, spectral_density, trace
 from theorylab.results import Result
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny problems: threads only contend on a shared machine
-    yield
-    torch.set_num_threads(threads)
-
-
-def _matrix(eigenvalues, seed=0) -> torch.Tensor:
-    eigenvalues = torch.as_tensor(eigenvalues, dtype=torch.float64)
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(len(eigenvalues), len(eigenvalues), generator=g, dtype=torch.float64))
-    a = q @ torch.diag(eigenvalues) @ q.T
-    return (a + a.T) / 2
 
 
 def _probes(size, count, seed):
@@ -32,7 +17,7 @@ def _probes(size, count, seed):
 
 def test_gauss_quadrature_reproduces_the_probe_moments():
     """sum_j tau_j theta_j^p = v^T A^p v / v^T v for p <= 2m - 1 (Gauss quadrature, Golub & Meurant 2010)."""
-    a = _matrix(np.linspace(-1.0, 1.5, 80), seed=1)
+    a = symmetric_matrix(np.linspace(-1.0, 1.5, 80), seed=1)
     m = 6
     result = spectral_density(a, num_steps=m, num_probes=3, seed=7)
     assert result.nodes.shape == result.weights.shape == (3, m)
@@ -47,7 +32,7 @@ def test_gauss_quadrature_reproduces_the_probe_moments():
 
 def test_full_length_quadrature_is_the_eigendecomposition():
     eigenvalues = np.linspace(-2.0, 3.0, 25)
-    a = _matrix(eigenvalues, seed=2)
+    a = symmetric_matrix(eigenvalues, seed=2)
     result = spectral_density(a, num_steps=25, num_probes=2, seed=0)
     _, vectors = torch.linalg.eigh(a)
     for i, v in enumerate(_probes(25, 2, seed=0)):
@@ -59,7 +44,7 @@ def test_full_length_quadrature_is_the_eigendecomposition():
 def test_wasserstein_distance_to_the_spectrum_shrinks_with_steps_and_probes():
     g = np.random.default_rng(0)
     eigenvalues = np.concatenate([g.gamma(2.0, 0.1, 290), [3.0, 4.0, 6.0] * 1, g.normal(-0.3, 0.05, 7)])
-    a = _matrix(eigenvalues, seed=3)
+    a = symmetric_matrix(eigenvalues, seed=3)
 
     def w1(steps, probes):
         distances = []
@@ -76,14 +61,14 @@ def test_wasserstein_distance_to_the_spectrum_shrinks_with_steps_and_probes():
 
 
 def test_trace_from_the_quadrature_is_hutchinson_with_the_same_probes():
-    a = _matrix(np.linspace(-1.0, 2.0, 40), seed=4)
+    a = symmetric_matrix(np.linspace(-1.0, 2.0, 40), seed=4)
     result = spectral_density(a, num_steps=8, num_probes=5, seed=11)
     assert result.trace_estimate == pytest.approx(trace(a, num_probes=5, seed=11).estimate, rel=1e-12)
     assert result.num_matvecs == 40
 
 
 def test_breakdown_pads_with_zero_weights_and_density_integrates_to_one():
-    a = _matrix(np.repeat([-1.0, 0.5, 2.0], 10), seed=5)
+    a = symmetric_matrix(np.repeat([-1.0, 0.5, 2.0], 10), seed=5)
     result = spectral_density(a, num_steps=8, num_probes=2, seed=0)
     np.testing.assert_allclose(np.sort(result.nodes[:, :3], axis=1), [[-1.0, 0.5, 2.0]] * 2, atol=1e-12)
     assert np.all(result.weights[:, 3:] == 0.0)
@@ -97,7 +82,7 @@ def test_breakdown_pads_with_zero_weights_and_density_integrates_to_one():
 
 
 def test_result_round_trip_plot_and_bad_input():
-    a = _matrix(np.linspace(0, 1, 15))
+    a = symmetric_matrix(np.linspace(0, 1, 15))
     result = spectral_density(a, num_steps=5, num_probes=2)
     assert isinstance(Result.from_dict(result.to_dict()), SpectralDensity)
     assert Result.from_dict(result.to_dict()) == result and result.plot() is not None

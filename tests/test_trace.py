@@ -2,26 +2,11 @@
 import numpy as np
 import pytest
 import torch
+from symmetric_matrices import symmetric_matrix
 from torch import nn
 
 from theorylab.curvature import TraceEstimate, hessian, trace
 from theorylab.results import Result
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny problems: threads only contend on a shared machine
-    yield
-    torch.set_num_threads(threads)
-
-
-def _matrix(eigenvalues, seed=0) -> torch.Tensor:
-    eigenvalues = torch.as_tensor(eigenvalues, dtype=torch.float64)
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(len(eigenvalues), len(eigenvalues), generator=g, dtype=torch.float64))
-    a = q @ torch.diag(eigenvalues) @ q.T
-    return (a + a.T) / 2
 
 
 def _rms_errors(a, budgets, method, seeds=range(60)):
@@ -34,8 +19,8 @@ def _slope(budgets, errors):
     return np.polyfit(np.log(budgets), np.log(errors), 1)[0]
 
 
-def test_hutchinson_converges_at_the_inverse_square_root_rate_on_an_indefinite_matrix():
-    a = _matrix(np.linspace(-3.0, 1.0, 50), seed=1)  # negative trace
+def test_hutchinson_converges_at_the_inverse_square_root_rate_on_an_indefinitesymmetric_matrix():
+    a = symmetric_matrix(np.linspace(-3.0, 1.0, 50), seed=1)  # negative trace
     budgets = np.array([6, 24, 96, 384])
     errors = _rms_errors(a, budgets, "hutchinson", range(200))
     # Var(z^T A z) = 2 sum_{i != j} A_ij^2 for Rademacher z: the RMS error is sqrt(that / m) exactly
@@ -46,7 +31,7 @@ def test_hutchinson_converges_at_the_inverse_square_root_rate_on_an_indefinite_m
 
 
 def test_stderr_is_calibrated():
-    a = _matrix(np.linspace(-1.0, 2.0, 40), seed=2)
+    a = symmetric_matrix(np.linspace(-1.0, 2.0, 40), seed=2)
     exact = float(torch.trace(a))
     z = np.array([(r.estimate - exact) / r.stderr
                   for r in (trace(a, num_probes=50, seed=s) for s in range(200))])
@@ -54,8 +39,8 @@ def test_stderr_is_calibrated():
     assert 0.8 < np.std(z) < 1.25
 
 
-def test_hutch_plus_plus_beats_hutchinson_on_a_low_rank_dominated_matrix():
-    a = _matrix(1.0 / np.arange(1, 101) ** 2, seed=3)  # eigenvalues i^-2: a few dominate
+def test_hutch_plus_plus_beats_hutchinson_on_a_low_rank_dominatedsymmetric_matrix():
+    a = symmetric_matrix(1.0 / np.arange(1, 101) ** 2, seed=3)  # eigenvalues i^-2: a few dominate
     budgets = np.array([12, 48, 192])
     plain, plus = _rms_errors(a, budgets, "hutchinson", range(30)), _rms_errors(a, budgets, "hutch++", range(30))
     assert np.all(plus < plain / 3)
@@ -66,7 +51,7 @@ def test_hutch_plus_plus_beats_hutchinson_on_a_low_rank_dominated_matrix():
 def test_hutch_plus_plus_is_exact_when_the_sketch_spans_the_range():
     eigenvalues = np.zeros(60)
     eigenvalues[:4] = [5.0, -2.0, 1.0, 0.5]  # rank 4 < sketch size 5
-    a = _matrix(eigenvalues, seed=4)
+    a = symmetric_matrix(eigenvalues, seed=4)
     result = trace(a, num_probes=15, method="hutch++", seed=0)
     assert abs(result.estimate - 4.5) < 1e-12 and abs(result.sketch_trace - 4.5) < 1e-12
     assert result.num_matvecs == 15 and len(result.samples) == 5
@@ -87,7 +72,7 @@ def test_hutch_plus_plus_on_an_mlp_hessian_is_exact_with_a_full_sketch():
 
 
 def test_result_round_trip_plot_and_bad_input():
-    a = _matrix(np.linspace(0, 1, 20))
+    a = symmetric_matrix(np.linspace(0, 1, 20))
     result = trace(a, num_probes=9, method="hutch++", seed=3)
     assert isinstance(Result.from_dict(result.to_dict()), TraceEstimate)
     assert Result.from_dict(result.to_dict()) == result and result.plot() is not None
