@@ -35,10 +35,6 @@ MUCH_HIGHER = 2.0  # "much higher": real-label coherence at least twice the rand
                  "sample of m examples (no estimator error); the finite m sets its scale, which is why real and "
                  "random labels use the same m and the same examples.")
 def coherent_gradients(ctx: Context) -> Outcome:
-    return _coherent_gradients(ctx)
-
-
-def _coherent_gradients(ctx: Context) -> Outcome:
     n = ctx.pick(512, 1258)
     m = ctx.pick(256, 1024)
     widths = ctx.pick([128], [512, 512])
@@ -111,10 +107,6 @@ def _log_grid(start: int, stop: int, points: int, multiple: int) -> np.ndarray:
                  "for the other); with a smaller difference the claim is undecided. Residuals along one run are "
                  "correlated, so the AIC difference overstates the evidence; the margin of 10 is kept for that.")
 def ultra_slow_diffusion(ctx: Context) -> Outcome:
-    return _ultra_slow_diffusion(ctx)
-
-
-def _ultra_slow_diffusion(ctx: Context) -> Outcome:
     widths = ctx.pick([128, 128], [512, 512, 512])
     steps = ctx.pick(4000, 100000)
     batch, every = 32, 5
@@ -203,10 +195,6 @@ def _steps_to_target(x: torch.Tensor, y: torch.Tensor, widths: list[int], batch:
                  "B_simple is the unbiased per-example estimate over the whole training set (exact for the data, "
                  "no sampling error) at the moment the smallest-batch run reaches the target.")
 def critical_batch_size(ctx: Context) -> Outcome:
-    return _critical_batch_size(ctx)
-
-
-def _critical_batch_size(ctx: Context) -> Outcome:
     widths = ctx.pick([64], [256, 256])
     batch_sizes = np.array(ctx.pick([4, 16, 64, 256, 1024], [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]))
     lrs = ctx.pick([0.1, 0.2, 0.4, 0.8, 1.6, 3.2], [0.05 * 2 ** (k / 2) for k in range(14)])

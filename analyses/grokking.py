@@ -24,7 +24,7 @@ from torch import nn
 from theorylab.claims import Context, Outcome, check_at_least, check_at_most, check_undecided, claim
 from theorylab.kernels import ntk_monitor
 from theorylab.models import MLP
-from theorylab.plotting import MEASURED, PREDICTED, new_figure
+from theorylab.plotting import PREDICTED, new_figure
 from theorylab.train import loss_monitor, train
 
 GENERALISED = 0.1  # test loss below 10% of the target variance (R^2 >= 0.9)

@@ -32,10 +32,6 @@ TREND = -0.8  # Spearman correlation with the step that counts as "falls" over t
                  "examples; exact 0 is not expected at a finite step). At least 5 measurements in the terminal "
                  "phase are needed, else the trend checks are undecided.")
 def terminal_phase_collapse(ctx: Context) -> Outcome:
-    return _terminal_phase_collapse(ctx)
-
-
-def _terminal_phase_collapse(ctx: Context) -> Outcome:
     widths = ctx.pick([128, 128], [512, 512, 512])
     steps = ctx.pick(3000, 30000)
     every = ctx.pick(100, 500)
@@ -153,10 +149,6 @@ GRAD_TOL = 1e-7
                  "errors of order 1e-5 in the parameters, so geometric quantities (ETF distance, |cos|, relative "
                  "norm error) must be at most 1e-4 and NC1 (quadratic in the deviations) at most 1e-8.")
 def deep_linear_collapse(ctx: Context) -> Outcome:
-    return _deep_linear_collapse(ctx)
-
-
-def _deep_linear_collapse(ctx: Context) -> Outcome:
     lam = 5e-3
     dim = ctx.pick(8, 32)
     balanced = ctx.pick([20] * 4, [100] * 10)

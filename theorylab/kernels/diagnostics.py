@@ -20,6 +20,7 @@ from torch import Tensor
 from theorylab.plotting import axes_or_new
 from theorylab.provenance import make_meta
 from theorylab.results import Result, result_class
+from theorylab.train import Monitor
 
 
 def _square_kernel(name: str, k: Tensor | np.ndarray) -> Tensor:
@@ -159,7 +160,7 @@ def kernel_spectrum(kernel: Tensor | np.ndarray, targets: Tensor | np.ndarray | 
 
 
 def ntk_monitor(x: Tensor, targets: Tensor | None = None, *, every: int = 1, name: str = "ntk",
-                params: Any = None, block_size: int = 64) -> "Monitor":
+                params: Any = None, block_size: int = 64) -> Monitor:
     """A training monitor: NTK alignment and kernel distance to the first measured kernel.
 
     Every ``every`` steps it computes ``K_t = empirical_ntk(model, x, reduce="mean")`` and reports
@@ -168,7 +169,6 @@ def ntk_monitor(x: Tensor, targets: Tensor | None = None, *, every: int = 1, nam
     plain and centred kernel-target alignment.
     """
     from theorylab.kernels.empirical import empirical_ntk
-    from theorylab.train import Monitor
 
     x = x.detach().clone()
     y = None if targets is None else targets.detach().clone()
