@@ -1,4 +1,4 @@
-"""Sharded data over 2 gloo processes on CPU gives the single-process full-data operator and estimates."""
+"""Sharded data over 2 gloo processes on CPU gives the single-process full-data operator, estimates and NTK."""
 import socket
 
 import numpy as np
@@ -8,7 +8,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from theorylab.batches import iter_batches
 from theorylab.curvature import ggn, hessian, spectral_density, top_eigenvalues, trace
+from theorylab.kernels import empirical_ntk
 
 
 def _problem():
@@ -21,12 +23,23 @@ def _problem():
     return model, nn.CrossEntropyLoss(), (x, y), shards
 
 
-def _measure(model, loss, data, group=None):
+def _inputs(data):
+    return torch.cat([x for x, _ in iter_batches(data)])
+
+
+def _cross_inputs(data):
+    """A second input set: on each rank (and for one process, of each shard in rank order) 3 points."""
+    return _inputs(data)[:3] * 2
+
+
+def _measure(model, loss, data, cross, group=None):
     h = hessian(model, loss, data, process_group=group)
     h_forward = hessian(model, loss, data, backend="forward_over_reverse", process_group=group)
     g = ggn(model, loss, data, process_group=group)
     probes = torch.randn(h.shape[0], 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     return {
+        "ntk": empirical_ntk(model, _inputs(data), block_size=4, process_group=group).numpy(),
+        "ntk_cross": empirical_ntk(model, _inputs(data), cross, reduce="none", process_group=group).numpy(),
         "hessian": (h @ probes).numpy(), "hessian_forward": (h_forward @ probes).numpy(), "ggn": (g @ probes).numpy(),
         "top": top_eigenvalues(h, 2, tol=1e-10).values,
         "trace": np.array([trace(h, num_probes=12, method="hutch++", seed=3).estimate]),
@@ -39,7 +52,8 @@ def _worker(rank, port, path):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         model, loss, _, shards = _problem()
-        np.savez(f"{path}/rank{rank}.npz", **_measure(model, loss, shards[rank], dist.group.WORLD))
+        np.savez(f"{path}/rank{rank}.npz", **_measure(model, loss, shards[rank], _cross_inputs(shards[rank]),
+                                                          dist.group.WORLD))
     finally:
         dist.destroy_process_group()
 
@@ -53,8 +67,8 @@ def _free_port():
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 def test_two_gloo_ranks_equal_a_single_process_on_all_data(tmp_path):
     mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
-    model, loss, full, _ = _problem()
-    single = _measure(model, loss, full)
+    model, loss, full, shards = _problem()
+    single = _measure(model, loss, full, torch.cat([_cross_inputs(shard) for shard in shards]))
     for rank in range(2):
         sharded = np.load(tmp_path / f"rank{rank}.npz")
         for key, expected in single.items():

@@ -29,7 +29,7 @@ per-output kernel of the infinite-width limit, where ``Theta_ij = delta_ij Theta
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +48,7 @@ ParamDict = dict[str, Tensor]
 
 def empirical_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None = None, *, params: ParamSpec = None,
                   reduce: Reduce = "mean", method: Method = "jacobian", block_size: int = 64,
-                  mode: Mode = "eval", dtype: torch.dtype | None = None) -> Tensor:
+                  mode: Mode = "eval", dtype: torch.dtype | None = None, process_group: Any = None) -> Tensor:
     """The exact empirical NTK between the inputs ``x1`` (N1, ...) and ``x2`` (N2, ...).
 
     ``x2=None`` means ``x2 = x1`` (only the upper block triangle is computed).  ``params`` selects
@@ -57,6 +57,11 @@ def empirical_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None = None, *, par
     and ``(N1, N2, O, O)`` for ``"none"``, in ``dtype`` (default: the parameters' dtype), on the
     model's device.  The model is evaluated in ``mode`` (default eval: BatchNorm uses running
     statistics, so examples stay independent) and left exactly as it was.
+
+    With a ``torch.distributed`` ``process_group``, ``x1`` (and ``x2``) are this rank's shards of the
+    inputs: the shards of ``x2`` are gathered, each rank computes the rows of its own ``x1`` shard,
+    and the row blocks are gathered, so every rank returns the full kernel over the inputs of all
+    ranks in rank order (the same numbers as one process over the concatenated inputs).
     """
     if reduce not in REDUCES:
         raise ValueError(f"reduce must be one of {REDUCES}, got {reduce!r}")
@@ -78,7 +83,25 @@ def empirical_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None = None, *, par
         ref = next(iter(theta.values()))
         x1 = x1.to(device=ref.device, dtype=ref.dtype if x1.is_floating_point() else x1.dtype)
         x2 = x2.to(device=ref.device, dtype=ref.dtype if x2.is_floating_point() else x2.dtype)
-        return _blocked(method, fn, theta, x1, x2, reduce, block_size, symmetric)
+        if process_group is None:
+            return _blocked(method, fn, theta, x1, x2, reduce, block_size, symmetric)
+        rows = _blocked(method, fn, theta, x1, _all_gather_rows(x2, process_group), reduce, block_size, False)
+        return _all_gather_rows(rows, process_group)
+
+
+def _all_gather_rows(t: Tensor, group: Any) -> Tensor:
+    """Concatenate along dim 0 the tensors of all ranks (their first dimensions may differ)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size(group)
+    sizes = [torch.zeros(1, dtype=torch.long, device=t.device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([t.shape[0]], device=t.device), group=group)
+    longest = int(max(s.item() for s in sizes))
+    padded = torch.zeros((longest,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+    padded[: t.shape[0]] = t
+    pieces = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(pieces, padded.contiguous(), group=group)
+    return torch.cat([piece[: int(n.item())] for piece, n in zip(pieces, sizes)])
 
 
 def _check_inputs(name: str, x: Tensor) -> Tensor:
