@@ -131,3 +131,11 @@ def test_bad_input_gets_clear_errors():
         top_eigenvalues(np.ones((3, 2)), 1)
     with pytest.raises(ValueError, match="num_steps"):
         lanczos(a, num_steps=0)
+
+
+@pytest.mark.parametrize("dtype, bound", [(torch.float64, 1e-13), (torch.float32, 1e-5)])
+def test_basis_stays_orthonormal_to_working_precision(dtype, bound):
+    """Clustered top pair and a spectrum spread over 9 decades: the hard case for Gram-Schmidt."""
+    a = symmetric_matrix(np.concatenate([np.logspace(-8, 0, 400), [10.0, 10.0001]]), seed=1).to(dtype)
+    basis = lanczos(a, num_steps=150, seed=0).basis.double()
+    assert float((basis.T @ basis - torch.eye(basis.shape[1], dtype=torch.float64)).abs().max()) < bound

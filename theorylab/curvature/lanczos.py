@@ -67,6 +67,9 @@ def _eigh_tridiagonal(alpha: np.ndarray, offdiag: np.ndarray) -> tuple[np.ndarra
     return scipy.linalg.eigh_tridiagonal(alpha, offdiag)
 
 
+SQRT_HALF = 0.5 ** 0.5  # the DGKS threshold: repeat the projection if it removed more than 29% of w
+
+
 def _dot64(a: Tensor, b: Tensor) -> float:
     return float(torch.dot(a.to(torch.float64), b.to(torch.float64)))
 
@@ -113,21 +116,23 @@ class _Krylov:
         j = self.num_steps
         q = self.rows[j]
         w = self.op @ q
+        alpha = _dot64(q, w)
+        w = w - alpha * q  # the three-term recurrence ...
+        if j > 0:
+            w = w - self.beta[-1] * self.rows[j - 1]
         if self.reorthogonalize:
-            # classical Gram-Schmidt against q_0 .. q_j, twice: the first pass also performs the
-            # three-term recurrence (its coefficient on q_j is alpha), the second corrects alpha
-            alpha = 0.0
+            # ... then classical Gram-Schmidt against q_0 .. q_j (its coefficient on q_j corrects
+            # alpha), repeated only when it cancelled much of w: Daniel, Gragg, Kaufman & Stewart
+            # 1976; "twice is enough" (Giraud, Langou & Rozloznik 2005)
             for _ in range(2):
+                before = torch.linalg.vector_norm(w)
                 if self.deflation is not None:
                     w = w - self.deflation @ (self.deflation.T @ w)
                 coefficients = self.rows[:j + 1] @ w
                 alpha += float(coefficients[j])
                 w = w - coefficients @ self.rows[:j + 1]
-        else:
-            alpha = _dot64(q, w)
-            w = w - alpha * q
-            if j > 0:
-                w = w - self.beta[-1] * self.rows[j - 1]
+                if torch.linalg.vector_norm(w) > SQRT_HALF * before:
+                    break
         beta = float(torch.linalg.vector_norm(w, dtype=torch.float64))
         self.norm_estimate = max(self.norm_estimate, abs(alpha) + beta + (self.beta[-1] if j > 0 else 0.0))
         self.alpha.append(alpha)
