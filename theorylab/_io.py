@@ -8,12 +8,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically, creating parent directories."""
+@contextmanager
+def fsynced_temp(path: str | os.PathLike, data: bytes) -> Iterator[str]:
+    """``data`` written and fsync'ed to a temporary file beside ``path`` (parents created).
+
+    Yields the temporary file's name, for the caller to rename or link into place; whatever is
+    still there on exit (an error, or a link that was not needed) is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -22,11 +29,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        yield tmp
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, creating parent directories."""
+    path = Path(path)
+    with fsynced_temp(path, data) as tmp:
+        os.replace(tmp, path)
     return path
 
 

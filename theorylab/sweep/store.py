@@ -28,11 +28,12 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from theorylab._io import fsynced_temp
 
 RECORD_FORMAT = "theorylab-sweep-record/1"
 MANIFEST_FORMAT = "theorylab-sweep-manifest/1"
@@ -200,13 +201,7 @@ def _create_exclusive(path: Path, data: bytes) -> bool:
     fails when ``path`` exists).  Where the file system has no hard links, falls back to a rename
     after an existence check (a race between two writers of the same run then keeps the later one).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with fsynced_temp(path, data) as tmp:
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -215,11 +210,8 @@ def _create_exclusive(path: Path, data: bytes) -> bool:
             if path.exists():
                 return False
             os.replace(tmp, path)
-        _fsync_dir(path.parent)
-        return True
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _fsync_dir(path.parent)
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:
