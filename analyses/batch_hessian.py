@@ -21,22 +21,12 @@ from theorylab.curvature import hessian, top_eigenvalues
 from theorylab.data import load_digits
 from theorylab.models import MLP
 from theorylab.plotting import MEASURED, PREDICTED, new_figure
+from theorylab.rates import line_fit
 from theorylab.train import train
 
 
 def _lambda_max(model: nn.Module, loss_fn: nn.Module, data: tuple, seed: int) -> float:
     return float(top_eigenvalues(hessian(model, loss_fn, data), k=1, tol=1e-5, seed=seed).values[0])
-
-
-def _power_law_exponent(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope of log y on log x, with its standard error."""
-    lx, ly = np.log(x), np.log(y)
-    design = np.stack([lx, np.ones_like(lx)], axis=1)
-    coef, residual, *_ = np.linalg.lstsq(design, ly, rcond=None)
-    dof = len(lx) - 2
-    sigma2 = float(residual[0]) / dof if dof > 0 and len(residual) else 0.0
-    cov = sigma2 * np.linalg.inv(design.T @ design)
-    return float(coef[0]), float(np.sqrt(cov[0, 0]))
 
 
 @claim("granziol2022.batch_hessian",
@@ -74,7 +64,7 @@ def batch_hessian(ctx: Context) -> Outcome:
     z_min = float(np.min(excess / errors))
     checks = [check_at_least("min over B of excess / standard error", z_min, 2.0)]
     if np.all(excess > 0):
-        p, p_se = _power_law_exponent(fpc, excess)
+        _, p, p_se, _ = line_fit(np.log(fpc), np.log(excess))
         checks.append(check_between("exponent p of excess ~ (1/B - 1/N)^p", p, 0.5 - 2 * p_se, 1.0 + 2 * p_se,
                                     detail=f"fit standard error {p_se:.3f}"))
     else:

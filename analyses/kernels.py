@@ -23,13 +23,8 @@ from theorylab.data import teacher_student
 from theorylab.kernels import analytic_ntk, empirical_ntk, linearized_gd
 from theorylab.models import MLP
 from theorylab.plotting import MEASURED, PREDICTED, new_figure
+from theorylab.rates import line_fit
 from theorylab.train import train
-
-
-def _fit_exponent(widths: np.ndarray, values: np.ndarray) -> tuple[float, float, float]:
-    """Least-squares fit ``log v = a + b log n`` over all points: (b, stderr of b, a)."""
-    coeffs, cov = np.polyfit(np.log(widths), np.log(values), 1, cov=True)
-    return float(coeffs[0]), float(math.sqrt(cov[0, 0])), float(coeffs[1])
 
 
 def _sphere_inputs(n: int, dim: int, seed: int) -> torch.Tensor:
@@ -61,7 +56,7 @@ def ntk_convergence(ctx: Context) -> Outcome:
             points_w.append(width)
             points_e.append(float(torch.linalg.norm(k - exact) / torch.linalg.norm(exact)))
     w_arr, e_arr = np.array(points_w, dtype=float), np.array(points_e)
-    slope, stderr, intercept = _fit_exponent(w_arr, e_arr)
+    intercept, slope, stderr, _ = line_fit(np.log(w_arr), np.log(e_arr))
     means = np.array([e_arr[w_arr == w].mean() for w in widths])
 
     fig, ax = new_figure()
@@ -127,7 +122,7 @@ def lazy_training(ctx: Context) -> Outcome:
             final_loss.setdefault(width, []).append(float(run.loss[-1]))
         pred_gap[width] = float(np.mean(gaps))
     w_arr, c_arr = np.array(change_w, dtype=float), np.array(changes)
-    slope, stderr, _ = _fit_exponent(w_arr, c_arr)
+    _, slope, stderr, _ = line_fit(np.log(w_arr), np.log(c_arr))
     means = np.array([c_arr[w_arr == w].mean() for w in widths])
 
     fig, (ax_k, ax_p) = new_figure(ncols=2, width=4.2)

@@ -72,8 +72,12 @@ class RateFit(Result):
         return ax
 
 
-def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
-    """Least squares ``y = a + b x``: (a, b, stderr of b, residual sum of squares)."""
+def line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    """Least squares ``y = a + b x``: (a, b, stderr of b, residual sum of squares).
+
+    The standard error uses the residual variance ``rss / (n - 2)`` (NaN for two points); on
+    ``log x, log y`` this is the exponent of a power law with its uncertainty.
+    """
     design = np.column_stack([np.ones_like(x), x])
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     resid = y - design @ coef
@@ -102,8 +106,8 @@ def fit_rate(times: np.ndarray, errors: np.ndarray, *, threshold: float = math.l
     if not (math.isfinite(threshold) and threshold > 0):
         raise ValueError(f"threshold must be a finite number > 0, got {threshold}")
     log_e = np.log(e)
-    a_pol, b_pol, se_pol, rss_pol = _line_fit(np.log(t), log_e)
-    a_exp, b_exp, se_exp, rss_exp = _line_fit(t, log_e)
+    a_pol, b_pol, se_pol, rss_pol = line_fit(np.log(t), log_e)
+    a_exp, b_exp, se_exp, rss_exp = line_fit(t, log_e)
     tiny = 1e-300  # an exact law has RSS 0: keep the ratio finite
     llr = 0.5 * t.size * math.log((rss_pol + tiny) / (rss_exp + tiny))
     return RateFit(law="exponential" if llr > 0 else "polynomial", exponent=-b_pol, exponent_stderr=se_pol,
