@@ -1,6 +1,7 @@
 """Device and dtype resolution shared by analyzers and the command line."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,3 +40,9 @@ def single_threaded() -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if first is None else first.device

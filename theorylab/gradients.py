@@ -37,6 +37,7 @@ from torch.func import functional_call, grad, vmap
 from theorylab._params import ParamSpec, select_parameters
 from theorylab._state import Mode, preserved
 from theorylab.batches import Batch, Data, batch_size as size_of, iter_batches, move_batch
+from theorylab.devices import device_of
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.representations import RankResult, _ranks_from_singular_values
@@ -48,12 +49,6 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 # ---------------------------------------------------------------------------------------------
 # Per-example gradients
 # ---------------------------------------------------------------------------------------------
-def _device_of(model: nn.Module) -> torch.device:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _check_chunk(chunk_size: int) -> None:
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
@@ -89,7 +84,7 @@ def _stream_per_example(model: nn.Module, loss_fn: LossFn, data: Data, *, params
     _check_chunk(chunk_size)
     chosen = select_parameters(model, params)
     names = list(chosen)
-    device = _device_of(model)
+    device = device_of(model)
     with preserved(model, mode=mode):
         fn = _per_example_fn(model, loss_fn, names)
         detached = {n: p.detach() for n, p in chosen.items()}
@@ -331,7 +326,7 @@ def gradient_noise_scale(model: nn.Module, loss_fn: LossFn, data: Batch, *, smal
     batches = list(iter_batches(data))
     if len(batches) != 1:
         raise ValueError("gradient_noise_scale samples from one (inputs, targets) batch; concatenate the data")
-    x_all, y_all = move_batch(batches[0], _device_of(model))
+    x_all, y_all = move_batch(batches[0], device_of(model))
     n = len(y_all)
     if not replacement and big_batch > n:
         raise ValueError(f"big_batch={big_batch} exceeds the {n} examples (sampling without replacement)")

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from theorylab._state import Mode, preserved
 from theorylab.batches import Data, iter_batches, move_batch
+from theorylab.devices import device_of
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
@@ -93,12 +94,6 @@ def _hooks(layers: dict[str, nn.Module], site: Site, store: dict[str, Tensor]) -
             handle.remove()
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 def stream_activations(model: nn.Module, data: Data, layers: dict[str, nn.Module], *, site: Site = "output",
                        mode: Mode = "eval") -> Iterator[tuple[dict[str, Tensor], Tensor, Tensor]]:
     """Yield ``(activations by layer, targets, model outputs)`` batch by batch (no gradients).
@@ -108,7 +103,7 @@ def stream_activations(model: nn.Module, data: Data, layers: dict[str, nn.Module
     """
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}, got {site!r}")
-    device = _device_of(model)
+    device = device_of(model)
     store: dict[str, Tensor] = {}
     with preserved(model, mode=mode), _hooks(layers, site, store), torch.no_grad():
         for batch in iter_batches(data):
@@ -295,7 +290,7 @@ def dormant_ratio(model: nn.Module, data: Data, *, layers: LayerSpec | Sequence[
     chosen = resolve_layers(model, layers)
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}, got {site!r}")
-    device = _device_of(model)
+    device = device_of(model)
     store: dict[str, Tensor] = {}
     sums: dict[str, Tensor] = {}
     n = 0

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from theorylab._io import atomic_write_bytes
 from theorylab._state import Mode, preserved
 from theorylab.batches import Batch, Data, batch_size as size_of, count_samples, iter_batches, move_batch
+from theorylab.devices import device_of
 from theorylab.plotting import axes_or_new
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
@@ -62,7 +63,7 @@ def accuracy_monitor(data: Data, *, name: str = "accuracy", every: int = 1) -> M
 @torch.no_grad()
 def mean_loss(model: nn.Module, loss_fn: LossFn, data: Data) -> float:
     """``sum_b n_b loss_b / sum_b n_b`` over the batches of ``data`` at the model's current mode."""
-    device = _device_of(model)
+    device = device_of(model)
     total, n = 0.0, 0
     for batch in iter_batches(data):
         x, y = move_batch(batch, device)
@@ -76,7 +77,7 @@ def mean_loss(model: nn.Module, loss_fn: LossFn, data: Data) -> float:
 @torch.no_grad()
 def accuracy(model: nn.Module, data: Data) -> float:
     """Fraction of samples whose argmax output equals the integer target."""
-    device = _device_of(model)
+    device = device_of(model)
     correct, n = 0, 0
     for batch in iter_batches(data):
         x, y = move_batch(batch, device)
@@ -116,12 +117,6 @@ class TrainResult(Result):
         ax.set_xlabel("step")
         ax.legend()
         return ax
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 def _make_optimizer(kind: str, params: list[nn.Parameter], lr: float, momentum: float,
@@ -184,7 +179,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: floa
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     if device is not None:
         model.to(device)
-    device = _device_of(model)
+    device = device_of(model)
     count_samples(data)  # raises for empty data
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
