@@ -60,14 +60,16 @@ def count_samples(data: Data) -> int:
     return n
 
 
+def move_tensor(t: Tensor, device: torch.device | str | None, dtype: torch.dtype | None = None) -> Tensor:
+    """``t`` on ``device``; cast to ``dtype`` when given and ``t`` is floating (labels stay integers)."""
+    return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
+
+
 def move_batch(batch: Batch, device: torch.device, dtype: torch.dtype | None = None) -> Batch:
     """Move a batch to ``device``; floating tensors are cast to ``dtype`` when given."""
-
-    def move(t: Tensor) -> Tensor:
-        if dtype is not None and t.is_floating_point():
-            return t.to(device=device, dtype=dtype)
-        return t.to(device=device)
-
     inputs, targets = batch
-    inputs = tuple(move(t) for t in inputs) if isinstance(inputs, (tuple, list)) else move(inputs)
-    return inputs, move(targets)
+    if isinstance(inputs, (tuple, list)):
+        inputs = tuple(move_tensor(t, device, dtype) for t in inputs)
+    else:
+        inputs = move_tensor(inputs, device, dtype)
+    return inputs, move_tensor(targets, device, dtype)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from theorylab.batches import move_tensor
+
 
 @dataclass(frozen=True)
 class DataSplit:
@@ -48,12 +50,8 @@ class DataSplit:
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "DataSplit":
         """Move to ``device``; floating tensors are cast to ``dtype`` when given."""
-
-        def move(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
-
-        return DataSplit(move(self.x_train), move(self.y_train), move(self.x_test), move(self.y_test),
-                         self.num_classes)
+        tensors = (self.x_train, self.y_train, self.x_test, self.y_test)
+        return DataSplit(*(move_tensor(t, device, dtype) for t in tensors), self.num_classes)
 
 
 def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
@@ -165,7 +163,8 @@ def class_imbalanced(x: Tensor, y: Tensor, counts: Sequence[int], *, seed: int =
     return x[idx], y[idx]
 
 
-def batches(x: Tensor, y: Tensor, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+def batches(x: Tensor, y: Tensor, batch_size: int, *, shuffle: bool = False,
+            seed: int = 0) -> list[tuple[Tensor, Tensor]]:
     """Split ``(x, y)`` into batches of ``batch_size`` (the last one may be smaller)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
