@@ -17,16 +17,12 @@ import torch
 from torch import nn
 
 from theorylab.claims import Context, Outcome, check_at_least, check_between, claim
-from theorylab.curvature import hessian, top_eigenvalues
 from theorylab.data import load_digits
 from theorylab.models import MLP
 from theorylab.plotting import MEASURED, PREDICTED, new_figure
 from theorylab.rates import line_fit
+from theorylab.sharpness import lambda_max
 from theorylab.train import train
-
-
-def _lambda_max(model: nn.Module, loss_fn: nn.Module, data: tuple, seed: int) -> float:
-    return float(top_eigenvalues(hessian(model, loss_fn, data), k=1, tol=1e-5, seed=seed).values[0])
 
 
 @claim("granziol2022.batch_hessian",
@@ -48,14 +44,14 @@ def batch_hessian(ctx: Context) -> Outcome:
     ce = nn.CrossEntropyLoss()
     model = MLP(64, widths, 10, seed=ctx.seed).to(ctx.device)
     train(model, ce, (x, y), steps=300, lr=0.1, optimizer="sgd", batch_size=64, seed=ctx.seed)
-    full = _lambda_max(model, ce, (x, y), ctx.seed)
+    full = lambda_max(model, ce, (x, y), tol=1e-5, seed=ctx.seed).value
     g = torch.Generator().manual_seed(ctx.seed)
     means, errors = [], []
     for b in batch_sizes:
         values = []
         for r in range(repeats):
             idx = torch.randperm(n, generator=g)[: int(b)].to(ctx.device)
-            values.append(_lambda_max(model, ce, (x[idx], y[idx]), ctx.seed + r))
+            values.append(lambda_max(model, ce, (x[idx], y[idx]), tol=1e-5, seed=ctx.seed + r).value)
         means.append(np.mean(values))
         errors.append(np.std(values, ddof=1) / np.sqrt(repeats))
     means, errors = np.array(means), np.array(errors)

@@ -9,25 +9,16 @@ a quadratic, and then hovers just above 2/eta while the loss keeps decreasing no
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import nn
 
 from theorylab.claims import Context, Outcome, check_at_least, check_between, check_undecided, claim
-from theorylab.curvature import hessian, top_eigenvalues
 from theorylab.data import load_digits
 from theorylab.models import MLP
 from theorylab.plotting import new_figure
-from theorylab.train import Monitor, train
+from theorylab.sharpness import sharpness_monitor
+from theorylab.train import train
 
 REACHED = 0.95  # sharpness counts as having reached 2/eta at 95% of it (monitoring is every k steps)
-
-
-def _sharpness_monitor(loss_fn: nn.Module, data: tuple[torch.Tensor, torch.Tensor], every: int) -> Monitor:
-    def measure(model: nn.Module, step: int) -> float:
-        op = hessian(model, loss_fn, data)
-        return float(top_eigenvalues(op, k=1, which="LA", tol=1e-4, seed=step).values[0])
-
-    return Monitor("sharpness", measure, every=every)
 
 
 def _eos_phase(steps: np.ndarray, sharp: np.ndarray, threshold: float) -> np.ndarray | None:
@@ -63,8 +54,8 @@ def edge_of_stability(ctx: Context) -> Outcome:
     for i, eta in enumerate(step_sizes):
         model = MLP(64, widths, 10, activation="tanh", seed=ctx.seed).to(ctx.device)
         run = train(model, mse, (x, y), steps=steps, lr=eta, optimizer="gd",
-                    monitors=[_sharpness_monitor(mse, (x, y), every)])
-        s_steps, sharp = run.monitor_steps["sharpness"], run.monitors["sharpness"]
+                    monitors=[sharpness_monitor(mse, (x, y), every=every, tol=1e-4)])
+        s_steps, sharp = run.monitor_steps["sharpness.lambda_max"], run.monitors["sharpness.lambda_max"]
         threshold = 2.0 / eta
         colour = f"C{i}"
         ax_s.plot(s_steps, sharp, color=colour, label=f"eta={eta:g}")
