@@ -76,3 +76,10 @@ def test_unserialisable_field_is_a_clear_error():
 
     with pytest.raises(TypeError, match="cannot serialise a set"):
         _Bad(thing={1}).to_dict()
+
+
+def test_equality_ignores_provenance_of_the_result_and_of_nested_results():
+    a = _example()
+    b = _Outer(**{f: getattr(a, f) for f in ("name", "value", "count", "pair", "series")},
+               inner=_Inner(values=a.inner.values, meta={"wall_time_s": 2.0}), meta={"seed": 7})
+    assert a == b

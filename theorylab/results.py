@@ -80,9 +80,10 @@ class Result:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def __eq__(self, other: object) -> bool:
+        """Equal when every field but ``meta`` is equal: provenance (time, wall time) is not the result."""
         if type(other) is not type(self):
             return NotImplemented
-        return self.to_dict() == other.to_dict()  # type: ignore[union-attr]
+        return _without_meta(self.to_dict()) == _without_meta(other.to_dict())  # type: ignore[union-attr]
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -115,6 +116,16 @@ class Result:
         plt.close(ax.figure)
         img = base64.b64encode(buf.getvalue()).decode()
         return f'<div style="display:flex;gap:1em">{table}<img src="data:image/png;base64,{img}"/></div>'
+
+
+def _without_meta(encoded: Any) -> Any:
+    """An encoded Result with the ``meta`` of it and of every nested Result removed."""
+    if isinstance(encoded, dict):
+        is_result = "type" in encoded and encoded.get("type") in _REGISTRY
+        return {k: _without_meta(v) for k, v in encoded.items() if not (is_result and k == "meta")}
+    if isinstance(encoded, list):
+        return [_without_meta(v) for v in encoded]
+    return encoded
 
 
 def _is_scalar(value: Any) -> bool:
