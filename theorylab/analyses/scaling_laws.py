@@ -253,6 +253,7 @@ claim("hestness2017.data_scaling",
       measure=measure_data_scaling, judge=judge_data_scaling, figure=figure_data_scaling,
       mutations=[
           Mutation("extrapolation 15% high", predictions={"extrapolate": lambda *a: 1.15 * power_law_extrapolation(*a)}),
+          Mutation("extrapolation twice as high", predictions={"extrapolate": lambda *a: 2 * power_law_extrapolation(*a)}),
           Mutation("flat error", numbers=lambda m: {**m, "errors": np.repeat(np.asarray(m["errors"])[:, :1],
                                                                              len(m["sizes"]), axis=1)}),
       ])
