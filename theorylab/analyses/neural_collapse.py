@@ -149,7 +149,7 @@ claim("papyan2020.neural_collapse",
 # ---------------------------------------------------------------------------------------------
 LAMBDA_QUICK, LAMBDA_FULL = 5e-3, 5e-4  # N lambda = 0.4 quick, 0.5 full (at N lambda = 5 L-BFGS stalls at depth 6)
 GRAD_TOL = 2e-5  # times lambda: near a minimiser with curvature ~ lambda, parameter errors ~ 2e-5
-RESTARTS = 4  # random starts per fit at full scale (depth 6 has partly-trivial critical points)
+RESTARTS = 2  # random starts per fit at full scale (depth 6 has partly-trivial critical points)
 
 
 def _fit_ufm(counts: list[int], dim: int, depth: int, lam: float, seed: int, device: torch.device, init: float
@@ -328,7 +328,7 @@ claim("dang2023.deep_linear_collapse",
                 "separable per-class problem; that they are exactly the paper's theorem is our reading of it).",
       tolerance="Weight decay lambda = 5e-3 (quick, N lambda = 0.4) and 5e-4 (full, N lambda = 0.5). Preconditions: L-BFGS "
                 "in float64 reaches a largest gradient entry below 2e-5 lambda in every fit, and the "
-                "best of the random starts (1 quick, 4 full) reaches the global objective of the separable per-class "
+                "best of the random starts (1 quick, 2 full) reaches the global objective of the separable per-class "
                 "problem (theorylab.theory.ufm_global_objective) within 1e-8: with weight decay the origin, and at "
                 "depth >= 3 points with some classes left at zero, are local minima that L-BFGS can fall into. Near a "
                 "minimiser with curvature ~ lambda that gradient leaves parameter errors ~2e-5, so "
