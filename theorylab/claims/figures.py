@@ -87,10 +87,17 @@ def log_axis(ax: Any, axis: str = "x", *, ticks: Sequence[float] | None = None) 
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
     if ticks is not None:
         target.set_major_locator(FixedLocator(list(ticks)))
-        target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        target.set_major_formatter(plain)
     else:
-        target.set_major_locator(LogLocator(base=10))
-        target.set_major_formatter(LogFormatterMathtext(base=10))
+        ax.autoscale_view()
+        low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+        if 0 < low < high and np.log10(high / low) < 2:  # under two decades: label 1, 2, 5 of each decade
+            target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            target.set_major_formatter(plain)
+        else:
+            target.set_major_locator(LogLocator(base=10))
+            target.set_major_formatter(LogFormatterMathtext(base=10))
     target.set_minor_formatter(NullFormatter())
