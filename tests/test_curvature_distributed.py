@@ -55,6 +55,7 @@ def _worker(rank, port, path):
         np.savez(f"{path}/rank{rank}.npz", **_measure(model, loss, shards[rank], _cross_inputs(shards[rank]),
                                                           dist.group.WORLD))
     finally:
+        dist.barrier()  # no rank tears the group down while another still exchanges data with it
         dist.destroy_process_group()
 
 
