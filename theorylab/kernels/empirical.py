@@ -38,6 +38,7 @@ are one parameter used twice: the kernel includes both uses.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -51,7 +52,7 @@ from theorylab.adapters import OutputFn
 from theorylab.analyzer import analyzer
 from theorylab.batches import TARGET_KEY, move_batch, slice_batch
 from theorylab.functional import ModelFunction
-from theorylab.kernels.ntk_features import contract
+from theorylab.kernels.ntk_features import Feature, contract
 from theorylab.kernels.ntk_paths import PROBE_EXAMPLES, BlockFeatures, Inputs, num_examples
 from theorylab.plotting import axes_or_new
 from theorylab.progress import bar
@@ -250,54 +251,72 @@ def _kernel(model: nn.Module, x1: Any, x2: Any, *, blocks: bool, params: ParamSp
         n1, n2 = num_examples(x1), num_examples(x2)
         probe, n_probe = (x1, n1) if n1 >= min(n2, 2) else (x2, n2)
         n_probe = min(n_probe, PROBE_EXAMPLES)
-        features = BlockFeatures(fn, slice_batch(probe, slice(0, n_probe)), n_probe, layer_path=method == "auto",
-                                 blocks=blocks)
+        features = BlockFeatures(fn, slice_batch(probe, slice(0, n_probe)), n_probe, method=method, blocks=blocks)
         n_distinct = n1 if symmetric else n1 + n2
-        cached = method != "ntk_vp" and n_distinct * features.bytes_per_example <= memory_budget // 2
-        size = block_size or max(1, memory_budget // (4 * max(features.bytes_per_example, 1)))
-        kernel = _tiles(features, x1, n1, x2, n2, size, symmetric=symmetric, blocks=blocks,
-                        cached=cached, ntk_vp=method == "ntk_vp", progress=progress)
+        cached = not features.ntk_vp and n_distinct * features.bytes_per_example <= memory_budget // 2
+        size = block_size or _block_size(features, memory_budget)
+        kernel = _tiles(features, x1, n1, x2, n2, size, symmetric=symmetric, blocks=blocks, cached=cached,
+                        progress=progress)
         if process_group is not None:
             kernel = _all_gather_rows(kernel, process_group)
-    aliases = fn.aliases
     meta = {"method": method, "block_size": size, "memory_budget": memory_budget, "features_cached": cached,
-            "paths": {describe(name, aliases): path for name, path in features.paths.items()}
-            if method != "ntk_vp" else {describe(name, aliases): "ntk_vp" for name in fn.names},
-            "refused": {describe(name, aliases): reason for name, reason in features.refused.items()},
+            "paths": {describe(name, fn.aliases): path for name, path in features.paths.items()},
+            "refused": {describe(name, fn.aliases): reason for name, reason in features.refused.items()},
             "num_outputs": features.num_outputs}
     return kernel, meta
 
 
+def _block_size(features: BlockFeatures, budget: int) -> int:
+    """Examples per block: four blocks of features (a left and a right one, and as much again while one
+    is computed) and a tile's temporaries each within the budget."""
+    by_features = budget // (4 * max(features.bytes_per_example, 1))
+    by_tile = math.isqrt(budget // (4 * features.bytes_per_pair))
+    return max(1, min(by_features, by_tile))
+
+
+class _Side:
+    """One side of the kernel: its blocks of inputs, and their features computed once (``cached``) or on demand."""
+
+    def __init__(self, features: BlockFeatures, x: Inputs, n: int, size: int, *, cached: bool):
+        self.slices = [slice(s, min(s + size, n)) for s in range(0, n, size)]
+        self.inputs = [slice_batch(x, s) for s in self.slices]
+        self._features = features
+        self._cache = [self.compute(i) for i in range(len(self.slices))] if cached else None
+
+    def size(self, i: int) -> int:
+        return self.slices[i].stop - self.slices[i].start
+
+    def compute(self, i: int) -> list[Feature]:
+        return self._features(self.inputs[i], self.size(i))
+
+    def features(self, i: int) -> list[Feature]:
+        return self.compute(i) if self._cache is None else self._cache[i]
+
+
 def _tiles(features: BlockFeatures, x1: Inputs, n1: int, x2: Inputs, n2: int, size: int, *, symmetric: bool,
-           blocks: bool, cached: bool, ntk_vp: bool, progress: bool | None) -> Tensor:
+           blocks: bool, cached: bool, progress: bool | None) -> Tensor:
     """Fill the kernel tile by tile; for ``x2 = x1`` compute the upper tiles and mirror them."""
-    rows = [slice(s, min(s + size, n1)) for s in range(0, n1, size)]
-    cols = rows if symmetric else [slice(s, min(s + size, n2)) for s in range(0, n2, size)]
-    left = [slice_batch(x1, r) for r in rows]
-    right = left if symmetric else [slice_batch(x2, c) for c in cols]
-    if cached:
-        left_features = [features(x, r.stop - r.start) for x, r in zip(left, rows)]
-        right_features = left_features if symmetric else [features(x, c.stop - c.start) for x, c in zip(right, cols)]
+    left = _Side(features, x1, n1, size, cached=cached)
+    right = left if symmetric else _Side(features, x2, n2, size, cached=cached)
     n_out = features.num_outputs
-    fn = features.fn
-    kernel = torch.empty((n1, n2) + ((n_out, n_out) if blocks else ()), dtype=fn.dtype, device=fn.device)
-    total = len(rows) * (len(rows) + 1) // 2 if symmetric else len(rows) * len(cols)
+    kernel = torch.empty((n1, n2) + ((n_out, n_out) if blocks else ()), dtype=features.fn.dtype,
+                         device=features.fn.device)
+    total = len(left.slices) * (len(left.slices) + 1) // 2 if symmetric else len(left.slices) * len(right.slices)
     with bar(total, desc="empirical NTK", unit="tile", enabled=progress) as progress_bar:
-        for i, r in enumerate(rows):
-            fa = None if ntk_vp else left_features[i] if cached else features(left[i], r.stop - r.start)
-            for j, c in enumerate(cols):
+        for i, rows in enumerate(left.slices):
+            row_features = None if features.ntk_vp else left.features(i)
+            for j, cols in enumerate(right.slices):
                 if symmetric and j < i:
                     continue
-                if ntk_vp:
-                    tile = features.ntk_vp_tile(left[i], r.stop - r.start, right[j], c.stop - c.start)
+                if features.ntk_vp:
+                    tile = features.ntk_vp_tile(left.inputs[i], left.size(i), right.inputs[j], right.size(j))
                     tile = tile if blocks else tile.diagonal(dim1=2, dim2=3).sum(-1)
                 else:
-                    fb = fa if symmetric and i == j else right_features[j] if cached else features(
-                        right[j], c.stop - c.start)
-                    tile = contract(fa, fb, blocks=blocks)
-                kernel[r, c] = tile
-                if symmetric and j > i:
-                    kernel[c, r] = tile.transpose(0, 1).transpose(2, 3) if blocks else tile.T
+                    column_features = row_features if symmetric and i == j else right.features(j)
+                    tile = contract(row_features, column_features, blocks=blocks)
+                kernel[rows, cols] = tile
+                if symmetric and j > i:  # Theta(x_m, x_n)_{ji} = Theta(x_n, x_m)_{ij}
+                    kernel[cols, rows] = tile.permute(1, 0, 3, 2) if blocks else tile.T
                 progress_bar.update(1)
     return kernel
 

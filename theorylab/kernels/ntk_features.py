@@ -80,7 +80,7 @@ class KroneckerFeature:
         """``s^2 a_{n,t} . a_{m,u} + s_b^2`` as (A, T, B, U)."""
         (n_a, t, k), (n_b, u, _) = self.inputs.shape, other.inputs.shape
         gram = self.inputs.reshape(n_a * t, k) @ other.inputs.reshape(n_b * u, k).T
-        return (self.weight_scale ** 2 * gram + self.bias_scale ** 2).view(n_a, t, n_b, u)
+        return gram.mul_(self.weight_scale ** 2).add_(self.bias_scale ** 2).view(n_a, t, n_b, u)
 
     def trace(self, other: "KroneckerFeature") -> Tensor:
         n_a, n_out, t, d = self.grads.shape
@@ -89,7 +89,7 @@ class KroneckerFeature:
         gg = (self.grads.transpose(1, 2).reshape(n_a * t, n_out * d)
               @ other.grads.transpose(1, 2).reshape(n_b * u, n_out * d).T)
         if t == u == 1:
-            return gg * self._factor(other).view(n_a, n_b)
+            return gg.mul_(self._factor(other).view(n_a, n_b))
         return (gg.view(n_a, t, n_b, u) * self._factor(other)).sum((1, 3))
 
     def blocks(self, other: "KroneckerFeature") -> Tensor:
@@ -97,7 +97,7 @@ class KroneckerFeature:
         n_b, _, u, _ = other.grads.shape
         gg = self.grads.reshape(-1, d) @ other.grads.reshape(-1, d).T  # rows (n, i, t), columns (m, j, u)
         if t == u == 1:
-            kernel = gg.view(n_a, n_out, n_b, n_out) * self._factor(other).view(n_a, 1, n_b, 1)
+            kernel = gg.view(n_a, n_out, n_b, n_out).mul_(self._factor(other).view(n_a, 1, n_b, 1))
         else:
             kernel = (gg.view(n_a, n_out, t, n_b, n_out, u) * self._factor(other)[:, None, :, :, None, :]).sum((2, 5))
         return kernel.permute(0, 2, 1, 3)
@@ -130,4 +130,9 @@ def layer_feature(inputs: Tensor | None, grads: Tensor, weight_scale: float, bia
 
 def contract(left: list[Feature], right: list[Feature], *, blocks: bool) -> Tensor:
     """The kernel between two blocks: the sum over features of their contractions (trace or blocks)."""
-    return sum(a.blocks(b) if blocks else a.trace(b) for a, b in zip(left, right))
+    total: Tensor | None = None
+    for a, b in zip(left, right):
+        term = a.blocks(b) if blocks else a.trace(b)
+        total = term if total is None else total.add_(term)
+    assert total is not None, "no features to contract"
+    return total

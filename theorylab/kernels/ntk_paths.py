@@ -140,6 +140,7 @@ class Layer:
     weight: str | None
     bias: str | None
     kronecker: bool = True  # Kronecker form (else the Jacobian formed from the same inputs and gradients)
+    positions: int = 1  # rows (tokens, patches) per example
 
     @property
     def parameters(self) -> list[str]:
@@ -245,18 +246,20 @@ def _grad_rows(layer: Layer, grads: Tensor, n: int) -> Tensor:
 class BlockFeatures:
     """The features (:mod:`theorylab.kernels.ntk_features`) of blocks of inputs, each parameter on its path.
 
-    ``layer_path=False`` sends every parameter through the Jacobian path.  The probe runs on
-    ``probe_inputs`` (``n_probe`` examples) and fixes the paths, the number of outputs and the
-    bytes of features per example.  ``blocks`` whether the per-output blocks (not their trace)
-    will be contracted (it decides the cheaper form of each layer).
+    ``method``: "auto" (the layer path where it applies), "jacobian" (every parameter on the Jacobian
+    path) or "ntk_vp" (no features: tiles by :meth:`ntk_vp_tile`).  The probe runs on
+    ``probe_inputs`` (``n_probe`` examples) and fixes the paths, the number of outputs and the bytes
+    of features per example.  ``blocks`` whether the per-output blocks (not their trace) will be
+    contracted (it decides the cheaper form of each layer).
     """
 
-    def __init__(self, fn: ModelFunction, probe_inputs: Inputs, n_probe: int, *, layer_path: bool, blocks: bool):
+    def __init__(self, fn: ModelFunction, probe_inputs: Inputs, n_probe: int, *, method: str, blocks: bool):
         self.fn = fn
+        self.ntk_vp = method == "ntk_vp"
         self.layers: list[Layer] = []
         self.refused: dict[str, str] = {}
         self._vmap_works: bool | None = None
-        candidates = candidate_layers(fn) if layer_path else []
+        candidates = candidate_layers(fn) if method == "auto" else []
         with torch.enable_grad(), _recording(fn, candidates) as calls:
             out = block_outputs(fn, {}, probe_inputs, n_probe)
         self.num_outputs = out.shape[1]
@@ -266,6 +269,9 @@ class BlockFeatures:
         itemsize = torch.empty((), dtype=fn.dtype).element_size()
         self.bytes_per_example = layer_bytes + self.num_outputs * itemsize * sum(
             fn.params[name].numel() for name in self.general)
+        # a tile's temporaries per pair of examples: a few (T x U) Grams of the Kronecker form, per output pair
+        positions = max([layer.positions ** 2 for layer in self.layers if layer.kronecker], default=1)
+        self.bytes_per_pair = 4 * itemsize * positions * (self.num_outputs ** 2 if blocks else 1)
 
     # -- the probe: which layers take the layer path ----------------------------------------------
     def _probe(self, candidates: list[Layer], calls: dict[nn.Module, list[_Call]], out: Tensor, n: int,
@@ -293,6 +299,7 @@ class BlockFeatures:
                 continue
             inputs = calls[layer.module][0].inputs
             fan_in = layer.form.patches(inputs).shape[1]
+            layer.positions = rows.shape[2]
             layer.kronecker = prefers_kronecker(rows.shape[2], fan_in, rows.shape[3], self.num_outputs, blocks=blocks)
             self.layers.append(layer)
             nbytes += self._feature(layer, inputs, rows[:self.num_outputs], n).nbytes // n
@@ -364,10 +371,10 @@ class BlockFeatures:
     @property
     def paths(self) -> dict[str, str]:
         """``{parameter: path}``: "kronecker", "layer-jacobian" (the layer's Jacobian formed from its inputs
-        and output gradients), "jacobian" (vmap) or "jacobian-loop" (one example at a time)."""
+        and output gradients), "jacobian" (vmap), "jacobian-loop" (one example at a time) or "ntk_vp"."""
         on_layers = {name: "kronecker" if layer.kronecker and layer.weight else "layer-jacobian"
                      for layer in self.layers for name in layer.parameters}
-        general = "jacobian-loop" if self._vmap_works is False else "jacobian"
+        general = "ntk_vp" if self.ntk_vp else "jacobian-loop" if self._vmap_works is False else "jacobian"
         return {name: on_layers.get(name, general) for name in self.fn.names}
 
     # -- the Jacobian path ------------------------------------------------------------------------
