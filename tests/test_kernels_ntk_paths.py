@@ -147,6 +147,31 @@ def test_sequence_layers_take_the_layer_path_in_either_form(wide, tokens, form):
     assert result.meta["paths"]["up.weight"] == form
 
 
+class Encoder(nn.Module):
+    """A transformer encoder layer (fused scaled dot-product attention, LayerNorm) between linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(4, 8)
+        self.encoder = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x)).mean(1))
+
+
+def test_transformer_layers_mix_paths_exactly_and_quietly():
+    torch.manual_seed(0)
+    model = Encoder().double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # math attention under vmap: no batching-rule fallback warnings
+        result = check_all_methods(model, _x(4, 5, 4), _x(3, 5, 4, seed=1))
+    paths = result.meta["paths"]
+    assert paths["encoder.self_attn.in_proj_weight"] == "jacobian"  # read by attention, not a linear module
+    assert paths["encoder.linear1.weight"] in ("kronecker", "layer-jacobian")
+    assert paths["head.weight"] == "kronecker"
+
+
 class TimeMajor(nn.Module):
     """A linear layer applied to a (T, B, d) layout: its rows are not one example each."""
 

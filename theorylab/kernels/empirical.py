@@ -51,7 +51,7 @@ from theorylab._state import Mode
 from theorylab.adapters import OutputFn
 from theorylab.analyzer import analyzer
 from theorylab.batches import TARGET_KEY, move_batch, slice_batch
-from theorylab.functional import ModelFunction
+from theorylab.functional import ModelFunction, math_attention
 from theorylab.kernels.ntk_features import Feature, contract
 from theorylab.kernels.ntk_paths import PROBE_EXAMPLES, BlockFeatures, Inputs, num_examples
 from theorylab.plotting import axes_or_new
@@ -242,7 +242,8 @@ def _kernel(model: nn.Module, x1: Any, x2: Any, *, blocks: bool, params: ParamSp
         raise ValueError(f"x1 and x2 must have the same per-example shape, got {_example_shapes(x1)} and "
                          f"{_example_shapes(x2)}")
     fn = ModelFunction(model, params=params, mode=mode, dtype=dtype, device=device, output=output)
-    with fn.evaluating(second_order=method == "ntk_vp"):
+    # math attention: the fused kernels have no batching rules for the vmapped derivatives taken here
+    with fn.evaluating(), math_attention():
         fn.check_examples_independent()
         _check_deterministic(model)
         x1, x2 = move_batch(x1, fn.device, fn.dtype), move_batch(x2, fn.device, fn.dtype)

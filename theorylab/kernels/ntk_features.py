@@ -16,10 +16,11 @@ by *features*, from which the kernel between two blocks follows by contraction, 
 
   so the layer's kernel is an elementwise product of the input Gram and the output-gradient Gram
   (for one position per example, ``(A A^T) o (G G^T)``), never forming the weight Jacobian.
-  This is the per-layer Kronecker structure of the Jacobian used by Martens & Grosse 2015 (K-FAC,
-  Sec. 3) and by Novak, Sohl-Dickstein & Schoenholz 2022 ("Fast finite width neural tangent kernel",
-  "structured derivatives"); for a convolution the positions are the patches of Grosse & Martens
-  2016 (KFC, Eq. 4).
+  This is the per-layer Kronecker structure of the Jacobian behind K-FAC (Martens & Grosse 2015,
+  "Optimizing neural networks with Kronecker-factored approximate curvature") and the "structured
+  derivatives" of Novak, Sohl-Dickstein & Schoenholz 2022 ("Fast finite width neural tangent
+  kernel"); for a convolution the positions are the patches of its unfolded input (Grosse & Martens
+  2016, "A Kronecker-factored approximate Fisher matrix for convolution layers").
 
 :func:`prefers_kronecker` chooses, per layer, whichever of the two costs fewer operations per pair of
 examples (the Kronecker form costs ``T^2 (k + O d)`` against ``O d k`` for the Jacobian: for many

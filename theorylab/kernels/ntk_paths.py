@@ -78,7 +78,7 @@ def _channel_rows(y: Tensor) -> Tensor:
 
 
 def _conv_form(conv: nn.Conv1d | nn.Conv2d) -> LinearForm | None:
-    """The unfolded-input form of a convolution (Grosse & Martens 2016, Eq. 4), or None where unsupported."""
+    """The unfolded-input form of a convolution (Grosse & Martens 2016), or None where unsupported."""
     if conv.groups != 1 or conv.padding_mode != "zeros":
         return None
     dims = 1 if isinstance(conv, nn.Conv1d) else 2
@@ -418,7 +418,7 @@ class BlockFeatures:
     # -- NTK-vector products ----------------------------------------------------------------------
     def ntk_vp_tile(self, xa: Inputs, n_a: int, xb: Inputs, n_b: int) -> Tensor:
         """The (n_a, n_b, O, O) tile of every selected parameter by NTK-vector products: column ``v`` is
-        ``J(xb) J(xa)^T v`` for a basis vector ``v`` (Novak et al. 2022, Sec. 3.2)."""
+        ``J(xb) J(xa)^T v`` for a basis vector ``v`` (Novak, Sohl-Dickstein & Schoenholz 2022)."""
         theta = {name: self.fn.params[name].detach() for name in self.fn.names}
         n_out = self.num_outputs
         try:
