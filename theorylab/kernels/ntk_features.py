@@ -40,10 +40,6 @@ class JacobianFeature:
 
     jacobians: list[Tensor]
 
-    @property
-    def nbytes(self) -> int:
-        return sum(j.numel() * j.element_size() for j in self.jacobians)
-
     def trace(self, other: "JacobianFeature") -> Tensor:
         """``sum_i <J_i(x_n), J_i(x_m)>``, (A, B): one product per parameter over (output, entry) pairs."""
         n_a, n_b = self.jacobians[0].shape[0], other.jacobians[0].shape[0]
@@ -72,10 +68,6 @@ class KroneckerFeature:
     grads: Tensor
     weight_scale: float
     bias_scale: float
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.inputs, self.grads))
 
     def _factor(self, other: "KroneckerFeature") -> Tensor:
         """``s^2 a_{n,t} . a_{m,u} + s_b^2`` as (A, T, B, U)."""

@@ -140,11 +140,20 @@ class Layer:
     weight: str | None
     bias: str | None
     kronecker: bool = True  # Kronecker form (else the Jacobian formed from the same inputs and gradients)
-    positions: int = 1  # rows (tokens, patches) per example
+    positions: int = 1  # rows (tokens, patches) per example, and their sizes at the input and the output
+    fan_in: int = 0
+    fan_out: int = 0
 
     @property
     def parameters(self) -> list[str]:
         return [n for n in (self.weight, self.bias) if n is not None]
+
+    def feature_bytes(self, num_outputs: int, itemsize: int) -> int:
+        """Bytes per example of the layer's feature (:func:`theorylab.kernels.ntk_features.layer_feature`)."""
+        if self.kronecker and self.weight:  # inputs (T, k) and output gradients (O, T, d)
+            return itemsize * self.positions * (self.fan_in + num_outputs * self.fan_out)
+        # the Jacobians (O, d k) of the weight and (O, d) of the bias
+        return itemsize * num_outputs * self.fan_out * ((self.fan_in if self.weight else 0) + (1 if self.bias else 0))
 
 
 def candidate_layers(fn: ModelFunction) -> list[Layer]:
@@ -218,23 +227,28 @@ def _reachable_leaves(root: Any, blocked: Any = None) -> set[int]:
     return leaves
 
 
-def _output_gradients(out: Tensor, ys: list[Tensor], *, probe_example: bool) -> list[Tensor]:
-    """``d out[:, i] / d y`` for every output ``i``, batched: one (O, *y.shape) tensor per ``y``.
-
-    With ``probe_example`` one more row: the gradient of example 0's outputs alone.
-    """
-    n, n_out = out.shape
-    basis = torch.eye(n_out, dtype=out.dtype, device=out.device)[:, None, :].expand(n_out, n, n_out)
-    if probe_example:
-        only_first = torch.zeros(1, n, n_out, dtype=out.dtype, device=out.device)
-        only_first[0, 0] = 1.0
-        basis = torch.cat([basis, only_first])
+def _output_gradients(out: Tensor, ys: list[Tensor], basis: Tensor) -> list[Tensor]:
+    """``sum_{n,i} v[n, i] d out[n, i] / d y`` for every ``v`` in ``basis`` (V, n, O), batched: one
+    (V, *y.shape) tensor per ``y``."""
     try:
         return list(torch.autograd.grad(out, ys, basis, retain_graph=True, is_grads_batched=True,
                                         materialize_grads=True))
-    except (RuntimeError, NotImplementedError):  # no batching rule for some backward: one output at a time
+    except (RuntimeError, NotImplementedError):  # no batching rule for some backward: one vector at a time
         rows = [torch.autograd.grad(out, ys, v, retain_graph=True, materialize_grads=True) for v in basis]
         return [torch.stack(column) for column in zip(*rows)]
+
+
+def _every_output(out: Tensor) -> Tensor:
+    """The basis ``v_i[n, j] = delta_ij`` (O, n, O): the gradients of every output, summed over examples."""
+    n, n_out = out.shape
+    return torch.eye(n_out, dtype=out.dtype, device=out.device)[:, None, :].expand(n_out, n, n_out)
+
+
+def _first_example(out: Tensor) -> Tensor:
+    """One vector (1, n, O): the outputs of example 0 only."""
+    basis = torch.zeros(1, *out.shape, dtype=out.dtype, device=out.device)
+    basis[0, 0] = 1.0
+    return basis
 
 
 def _grad_rows(layer: Layer, grads: Tensor, n: int) -> Tensor:
@@ -288,22 +302,20 @@ class BlockFeatures:
                 accepted.append(kept)
         if not accepted:
             return 0
-        with torch.enable_grad():
-            grads = _output_gradients(out, [calls[layer.module][0].output for layer in accepted], probe_example=n > 1)
-        nbytes = 0
+        with torch.enable_grad():  # one backward: the outputs of example 0 must not reach other examples' rows
+            grads = _output_gradients(out, [calls[layer.module][0].output for layer in accepted], _first_example(out))
         for layer, g in zip(accepted, grads):
-            rows = _grad_rows(layer, g, n)  # (O (+1), n, T, d)
-            if n > 1 and bool((rows[-1, 1:] != 0).any()):
+            rows = _grad_rows(layer, g, n)  # (1, n, T, d)
+            if bool((rows[0, 1:] != 0).any()):
                 self.refused.update({name: "it mixes examples (its rows are not one example each)"
                                      for name in layer.parameters})
                 continue
-            inputs = calls[layer.module][0].inputs
-            fan_in = layer.form.patches(inputs).shape[1]
-            layer.positions = rows.shape[2]
-            layer.kronecker = prefers_kronecker(rows.shape[2], fan_in, rows.shape[3], self.num_outputs, blocks=blocks)
+            layer.positions, layer.fan_out = rows.shape[2], rows.shape[3]
+            layer.fan_in = layer.form.patches(calls[layer.module][0].inputs).shape[1]
+            layer.kronecker = prefers_kronecker(layer.positions, layer.fan_in, layer.fan_out, self.num_outputs,
+                                                blocks=blocks)
             self.layers.append(layer)
-            nbytes += self._feature(layer, inputs, rows[:self.num_outputs], n).nbytes // n
-        return nbytes
+        return sum(layer.feature_bytes(self.num_outputs, out.element_size()) for layer in self.layers)
 
     def _refusals(self, layer: Layer, calls: list[_Call], out: Tensor, n: int) -> dict[str, str]:
         """``{parameter: why it cannot take the layer path}`` for the layer's parameters (before the
@@ -354,7 +366,7 @@ class BlockFeatures:
                     raise RuntimeError("the layers were called differently than in the first forward pass (the "
                                        "model's structure depends on its input); use method='jacobian'")
                 grads = _output_gradients(out, [calls[layer.module][0].output for layer in self.layers],
-                                          probe_example=False)
+                                          _every_output(out))
             for layer, g in zip(self.layers, grads):
                 features.append(self._feature(layer, calls[layer.module][0].inputs, _grad_rows(layer, g, n), n))
         if self.general:
