@@ -326,15 +326,18 @@ def activation_ranks(model: nn.Module, data: Data, *, layers: LayerSpec | Sequen
 def weight_matrices(model: nn.Module, params: str | Sequence[str] | None = None
                     ) -> tuple[dict[str, Tensor], dict[str, str]]:
     """The selected parameters that are matrices, as ``(out, in)`` (convolution kernels flattened to
-    ``out x (in * kernel)``), and the others with the reason they are left out (a bias, a norm scale, a
-    ``(1, 1, d)`` class token or position embedding row: a vector is not a matrix)."""
+    ``out x (in * kernel)``, leading singleton axes dropped: a ``(1, T, d)`` position embedding is
+    ``T x d``), and the others with the reason they are left out (a bias, a norm scale, a ``(1, 1, d)``
+    class token: a vector is not a matrix)."""
     matrices, skipped = {}, {}
     for name, p in select_parameters(model, params).items():
-        m = p.detach().flatten(1) if p.dim() >= 2 else p.detach().reshape(1, -1)
-        if min(m.shape) < 2:
-            skipped[name] = f"shape {tuple(p.shape)} is not a matrix (flattened to {tuple(m.shape)})"
+        w = p.detach()
+        while w.dim() > 2 and w.shape[0] == 1:  # (1, T, d) position embeddings are T x d matrices
+            w = w[0]
+        if w.dim() < 2 or min(w.flatten(1).shape) < 2:
+            skipped[name] = f"shape {tuple(p.shape)} is not a matrix"
         else:
-            matrices[name] = m
+            matrices[name] = w.flatten(1)
     if not matrices:
         raise ValueError(f"no weight matrices among the selected parameters: {skipped}")
     return matrices, skipped
