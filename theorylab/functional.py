@@ -16,9 +16,9 @@ Every analyzer that evaluates a model does it through :class:`ModelFunction`, th
   and ``L(w)``, or the products of a curvature operator, see one fixed function;
 * the model's output is turned into a tensor by an output adapter (:mod:`theorylab.adapters`:
   HuggingFace ``ModelOutput``, tuples, a user's selection);
-* derivatives of order two and forward-mode derivatives run with the math back-end of scaled
-  dot-product attention (the fused CPU/GPU kernels implement neither); the caller's setting is
-  restored afterwards;
+* derivatives of order two, forward-mode derivatives and ``vmap`` run with the math back-end of
+  scaled dot-product attention (the fused CPU/GPU kernels implement neither second derivatives nor
+  batching rules); the caller's setting is restored afterwards;
 * per-example gradients use ``torch.func.vmap``, with a loop over examples where vmap cannot batch a
   module (recurrent layers), chosen automatically with a one-line warning.
 """
@@ -267,8 +267,9 @@ class ModelFunction:
 
     def _vmapped_gradients(self, batch: Batch, group: int) -> list[Tensor]:
         params = {n: p.detach() for n, p in self.params.items()}
-        grads = vmap(grad(self.batch_loss), in_dims=(None, 0), randomness="different")(
-            params, split_groups(batch, group))
+        with math_attention():  # the fused attention kernels have no batching rule: vmap would loop over them
+            grads = vmap(grad(self.batch_loss), in_dims=(None, 0), randomness="different")(
+                params, split_groups(batch, group))
         return [grads[n].reshape(batch_size(batch) // group, -1) for n in self.names]
 
     def _looped_gradients(self, batch: Batch, group: int) -> list[Tensor]:

@@ -130,6 +130,7 @@ def as_rows(activation: Tensor, layout: str) -> Tensor:
 def stream_activations(model: nn.Module, data: Data, layers: dict[str, nn.Module], *, site: Site = "output",
                        mode: Mode = "eval", layout: Layout = "flat", dtype: torch.dtype | None = None,
                        device: str | torch.device | None = None, output: OutputFn | None = None,
+                       function: ModelFunction | None = None,
                        ) -> Iterator[tuple[dict[str, Tensor], Tensor | None, Tensor]]:
     """Yield ``(activations by layer, targets, model outputs)`` batch by batch (no gradients).
 
@@ -137,13 +138,14 @@ def stream_activations(model: nn.Module, data: Data, layers: dict[str, nn.Module
     ``"flat"`` one row per sample (every feature of a sample in one row), ``"channels_last"`` one row per
     token, ``"channels_first"`` one row per position with channels as features, ``"auto"`` chosen per
     layer.  The model is evaluated through :class:`theorylab.functional.ModelFunction` (``mode``,
-    ``dtype``, ``device``); the hooks are removed whatever happens.
+    ``dtype``, ``device``, or a ``function`` the caller built); the hooks are removed whatever happens.
     """
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}, got {site!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    fn = ModelFunction(model, None, data, mode=mode, dtype=dtype, device=device, output=output, variables=False)
+    fn = function or ModelFunction(model, None, data, mode=mode, dtype=dtype, device=device, output=output,
+                                   variables=False)
     store: dict[str, Tensor] = {}
     with fn.evaluating(), _hooks(layers, site, store), torch.no_grad():
         for batch in fn.batches():
@@ -326,15 +328,18 @@ def activation_ranks(model: nn.Module, data: Data, *, layers: LayerSpec | Sequen
 def weight_matrices(model: nn.Module, params: str | Sequence[str] | None = None
                     ) -> tuple[dict[str, Tensor], dict[str, str]]:
     """The selected parameters that are matrices, as ``(out, in)`` (convolution kernels flattened to
-    ``out x (in * kernel)``), and the others with the reason they are left out (a bias, a norm scale, a
-    ``(1, 1, d)`` class token or position embedding row: a vector is not a matrix)."""
+    ``out x (in * kernel)``, leading singleton axes dropped: a ``(1, T, d)`` position embedding is
+    ``T x d``), and the others with the reason they are left out (a bias, a norm scale, a ``(1, 1, d)``
+    class token: a vector is not a matrix)."""
     matrices, skipped = {}, {}
     for name, p in select_parameters(model, params).items():
-        m = p.detach().flatten(1) if p.dim() >= 2 else p.detach().reshape(1, -1)
-        if min(m.shape) < 2:
-            skipped[name] = f"shape {tuple(p.shape)} is not a matrix (flattened to {tuple(m.shape)})"
+        w = p.detach()
+        while w.dim() > 2 and w.shape[0] == 1:  # (1, T, d) position embeddings are T x d matrices
+            w = w[0]
+        if w.dim() < 2 or min(w.flatten(1).shape) < 2:
+            skipped[name] = f"shape {tuple(p.shape)} is not a matrix"
         else:
-            matrices[name] = m
+            matrices[name] = w.flatten(1)
     if not matrices:
         raise ValueError(f"no weight matrices among the selected parameters: {skipped}")
     return matrices, skipped
@@ -379,7 +384,7 @@ class DormantResult(Result):
 def dormant_ratio(model: nn.Module, data: Data, *, layers: LayerSpec | Sequence[LayerSpec], tau: float = 0.0,
                   site: Site = "output", mode: Mode = "eval", layout: Layout = "auto",
                   dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-                  output: OutputFn | None = None) -> DormantResult:
+                  output: OutputFn | None = None, process_group: Any = None) -> DormantResult:
     """Neuron scores ``s_i = E|h_i| / mean_k E|h_k|`` over ``data`` and the tau-dormant fractions.
 
     A neuron is a feature of the layer: the last dimension of a ``(B, d)`` or ``(B, T, d)`` activation
@@ -391,16 +396,18 @@ def dormant_ratio(model: nn.Module, data: Data, *, layers: LayerSpec | Sequence[
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau >= 0 and math.isfinite(tau)):
         raise ValueError(f"tau must be a finite number >= 0, got {tau!r}")
     chosen = resolve_layers(model, layers)
+    fn = ModelFunction(model, None, data, mode=mode, dtype=dtype, device=device, output=output, variables=False,
+                       process_group=process_group)
     sums: dict[str, Tensor] = {}
     rows: dict[str, int] = {}
-    for acts, _, _ in stream_activations(model, data, chosen, site=site, mode=mode, layout=layout, dtype=dtype,
-                                         device=device, output=output):
+    for acts, _, _ in stream_activations(model, data, chosen, site=site, layout=layout, function=fn):
         for name, a in acts.items():
             sums[name] = sums.get(name, 0) + a.to(torch.float64).abs().sum(0)
             rows[name] = rows.get(name, 0) + len(a)
     scores, fractions, sizes = {}, [], []
-    for name in chosen:
-        mean_abs = (sums[name] / rows[name]).cpu().numpy()
+    for name in chosen:  # with a process group, the sums of every rank's shard
+        rows[name] = int(fn.count_over_ranks(rows[name], data=data))
+        mean_abs = (fn.sum_over_ranks(sums[name]) / rows[name]).cpu().numpy()
         avg = mean_abs.mean()
         s = mean_abs / avg if avg > 0 else np.zeros_like(mean_abs)
         scores[name] = s
