@@ -25,9 +25,10 @@ finite width neural tangent kernel"):
   never holding a Jacobian.
 
 Inputs are processed in blocks; the block size follows from ``memory_budget`` (bytes for the
-per-example features of the blocks alive at once: the Jacobians, or a layer's inputs and output
-gradients), and when the features of all inputs fit in half the budget they are computed once
-and reused for every tile.  The kernel itself (N1 N2 numbers, or N1 N2 O^2) comes on top.
+features of the blocks alive at once -- the Jacobians, or a layer's inputs and output gradients --
+and for a tile's temporaries), and when the features of all inputs fit in half the budget they are
+computed once and reused for every tile.  The kernel itself (N1 N2 numbers, or N1 N2 O^2) comes on
+top.  The paths are decided by a probe forward pass on up to 8 inputs.
 
 Model adapters (:mod:`theorylab.adapters`): the inputs are a tensor, a tuple of tensors (positional
 arguments) or a dict of tensors (keyword arguments, e.g. HuggingFace ``input_ids`` and

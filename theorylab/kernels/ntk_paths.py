@@ -36,6 +36,7 @@ from torch.func import jacrev, jvp, vjp, vmap
 from theorylab.batches import slice_batch, split_groups
 from theorylab.functional import ModelFunction, ParamDict
 from theorylab.kernels.ntk_features import Feature, JacobianFeature, layer_feature, prefers_kronecker
+from theorylab.models import ScaledLinear
 
 #: an input set: a tensor, a tuple of tensors (positional arguments) or a dict of tensors (keywords)
 Inputs = Tensor | tuple[Tensor, ...] | dict[str, Tensor]
@@ -108,8 +109,6 @@ def _conv_form(conv: nn.Conv1d | nn.Conv2d) -> LinearForm | None:
 
 def linear_form(module: nn.Module) -> LinearForm | None:
     """The linear form of ``module`` if its type is one with a layer path (exact types only)."""
-    from theorylab.models import ScaledLinear
-
     kind = type(module)
     if kind is nn.Linear or kind is _hf_conv1d():
         return LinearForm(1.0, 1.0, _last_dim_rows, _last_dim_rows)
