@@ -4,6 +4,8 @@ Operators: :func:`hessian`, :func:`ggn` (and :class:`DenseOperator` / :func:`as_
 plain matrices).  Estimators: :func:`top_eigenvalues` (Lanczos with locking), :func:`trace`
 (Hutchinson, Hutch++), :func:`spectral_density` (stochastic Lanczos quadrature), :func:`lanczos`.
 """
+from theorylab.curvature.algebra import identity, restrict, shift
+from theorylab.curvature.fisher import EmpiricalFisherOperator, FisherOperator, empirical_fisher, fisher
 from theorylab.curvature.lanczos import EigenResult, LanczosDecomposition, lanczos, top_eigenvalues
 from theorylab.curvature.operators import (CurvatureOperator, DenseOperator, GGNOperator, HessianOperator,
                                            LinearOperator, as_operator, ggn, hessian)
@@ -12,4 +14,5 @@ from theorylab.curvature.trace import TraceEstimate, trace
 
 __all__ = ["LinearOperator", "DenseOperator", "CurvatureOperator", "HessianOperator", "GGNOperator", "as_operator",
            "hessian", "ggn", "top_eigenvalues", "EigenResult", "lanczos", "LanczosDecomposition",
-           "trace", "TraceEstimate", "spectral_density", "SpectralDensity"]
+           "trace", "TraceEstimate", "spectral_density", "SpectralDensity",
+           "fisher", "FisherOperator", "empirical_fisher", "EmpiricalFisherOperator", "identity", "shift", "restrict"]
