@@ -62,6 +62,9 @@ def _case(dtype=torch.float64):
 CALLS = {
     "hessian": lambda m, loss, data, b: ((m, loss, data), {}),
     "ggn": lambda m, loss, data, b: ((m, loss, data), {}),
+    "fisher": lambda m, loss, data, b: ((m, loss, data), {"num_samples": 2, "seed": 3}),
+    "empirical_fisher": lambda m, loss, data, b: ((m, loss, data), {"chunk_size": 4}),
+    "kfac": lambda m, loss, data, b: ((m, loss, data), {"params": ["body.0", "body.4", "head"]}),
     "lambda_max": lambda m, loss, data, b: ((m, loss, data), {"seed": 3, "tol": 1e-8}),
     "stability_ratios": lambda m, loss, data, b: ((m, loss, data), {"lr": 0.1, "num_probes": 4, "seed": 3}),
     "sam_sharpness": lambda m, loss, data, b: ((m, loss, data), {"rho": 0.05}),
@@ -92,7 +95,7 @@ CALLS = {
 # functions of a model that measure nothing themselves: they select layers or stream activations for analyzers
 BUILDING_BLOCKS = {"resolve_layers", "stream_activations", "weight_matrices"}
 # analyzers of single examples: undefined where BatchNorm in train mode couples the examples of a batch
-PER_EXAMPLE = {"per_example_gradients", "gradient_statistics", "per_parameter_snr", "group_gradient_cosines",
+PER_EXAMPLE = {"per_example_gradients", "empirical_fisher", "gradient_statistics", "per_parameter_snr", "group_gradient_cosines",
                "gradient_ranks", "empirical_ntk"}
 
 

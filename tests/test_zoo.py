@@ -54,6 +54,11 @@ ANALYSES = {
         sum(p.numel() for p in c.model.parameters())),
     "ggn": lambda c: tl.ggn(c.model, c.loss_fn, c.data, mode=c.mode) @ _probe(
         sum(p.numel() for p in c.model.parameters())),
+    "fisher": lambda c: tl.fisher(c.model, c.loss_fn, c.data, mode=c.mode, num_samples=2) @ _probe(
+        sum(p.numel() for p in c.model.parameters())),
+    "empirical_fisher": lambda c: tl.empirical_fisher(c.model, c.loss_fn, c.data, mode=c.mode) @ _probe(
+        sum(p.numel() for p in c.model.parameters())),
+    "kfac": lambda c: _kfac_product(c),
     "top_eigenvalues": lambda c: top_eigenvalues(tl.hessian(c.model, c.loss_fn, c.data, mode=c.mode), k=2, tol=1e-3,
                                                  seed=0),
     "trace": lambda c: trace(tl.hessian(c.model, c.loss_fn, c.data, mode=c.mode), num_probes=6, method="hutch++",
@@ -76,8 +81,19 @@ ANALYSES = {
     "mean_loss": lambda c: mean_loss(c.model, c.loss_fn, c.data, mode=c.mode),
 }
 
+def _kfac_product(c):
+    """K-FAC over the model's nn.Linear and nn.Conv2d layers (the only layers it covers), times a probe."""
+    layers = [m for m in c.model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    op = tl.kfac(c.model, c.loss_fn, c.data, mode=c.mode, params=layers)
+    dense = op.to_dense()
+    assert torch.allclose(dense, dense.T, atol=1e-12) and torch.linalg.eigvalsh(dense)[0] > -1e-10
+    return op @ _probe(op.shape[0])
+
+
 # where an analysis does not apply, the one clear error it must raise
 LIMITS = {
+    ("gpt2", "fisher"): "cannot tell which likelihood causal_lm_loss",  # next-token cross-entropy over (B, T, V) logits
+    ("gpt2", "kfac"): "cannot tell which likelihood causal_lm_loss",  # and HF Conv1D layers, lm_head tied to wte
     ("gpt2", "model_collapse"): "labels must have shape",  # a language model has token labels, not classes
 }
 

@@ -2,8 +2,10 @@
 
 The public API, grouped (names load on first use, so ``import theorylab`` stays light):
 
-* operators: :func:`hessian`, :func:`ggn`, :func:`as_operator` (lazy operators, ``op @ v``);
-* estimators: :func:`top_eigenvalues`, :func:`trace`, :func:`spectral_density`, :func:`lanczos`;
+* operators: :func:`hessian`, :func:`ggn`, :func:`fisher`, :func:`empirical_fisher`, :func:`kfac`,
+  :func:`as_operator` (lazy operators, ``op @ v``; ``A + B``, ``c * A``, :func:`shift`, :func:`restrict`);
+* estimators: :func:`top_eigenvalues`, :func:`trace`, :func:`spectral_density`, :func:`lanczos`,
+  :func:`diagonal`, :func:`frobenius_norm`, :func:`solve`;
 * analyzers: :func:`empirical_ntk`, :func:`analytic_ntk`, :func:`analytic_nngp`, :func:`kernel_alignment`,
   :func:`kernel_distance`, :func:`lambda_max`, :func:`sam_sharpness`, :func:`adaptive_sharpness`,
   :func:`average_sharpness`, :func:`neural_collapse`, :func:`model_collapse`, :func:`gradient_statistics`,
@@ -26,7 +28,8 @@ from theorylab.results import Result, result_class
 
 _API: dict[str, str] = {
     # operators and estimators
-    **dict.fromkeys(["hessian", "ggn", "as_operator", "top_eigenvalues", "trace", "spectral_density", "lanczos"],
+    **dict.fromkeys(["hessian", "ggn", "fisher", "empirical_fisher", "kfac", "as_operator", "shift", "restrict",
+                     "top_eigenvalues", "trace", "spectral_density", "lanczos", "diagonal", "frobenius_norm", "solve"],
                     "theorylab.curvature"),
     # analyzers
     **dict.fromkeys(["empirical_ntk", "analytic_ntk", "analytic_nngp", "kernel_alignment", "kernel_distance"],

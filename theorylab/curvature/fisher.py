@@ -67,7 +67,8 @@ def infer_likelihood(loss_fn: Any, likelihood: str | None) -> str:
         if loss_fn.reduction != "mean":
             raise ValueError("the Fisher needs nn.MSELoss() with reduction='mean'")
         return "gaussian"
-    raise ValueError(f"cannot tell which likelihood {type(loss_fn).__name__} is the negative log of; pass "
+    name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+    raise ValueError(f"cannot tell which likelihood {name} is the negative log of; pass "
                      "likelihood='categorical' (softmax cross-entropy, mean over samples) or 'gaussian' "
                      "(squared error, mean over all output entries)")
 
@@ -183,7 +184,8 @@ class EmpiricalFisherOperator(CurvatureOperator):
 
     def __init__(self, fn: ModelFunction, chunk_size: int | None):
         self.chunk_size = chunk_size
-        fn.check_examples_independent()
+        with fn.evaluating():  # the mode of the products, not the model's own
+            fn.check_examples_independent()
         super().__init__(fn)
 
     def _graph(self, batch: Batch) -> Tensor:
