@@ -11,6 +11,8 @@ The public API, grouped (names load on first use, so ``import theorylab`` stays 
   :func:`average_sharpness`, :func:`neural_collapse`, :func:`model_collapse`, :func:`gradient_statistics`,
   :func:`gradient_noise_scale`, :func:`per_example_gradients`, :func:`activation_ranks`, :func:`dormant_ratio`,
   :func:`weight_spectrum`, :func:`mp_fit`;
+* loss landscape: :func:`loss_surface`, :func:`linear_interpolation`, :func:`random_direction`,
+  :func:`weight_matching`;
 * fits: :func:`fit` (scaling laws), :func:`fit_rate` (polynomial vs exponential convergence),
   :func:`double_descent`;
 * theory: the closed-form predictions live in :mod:`theorylab.theory`;
@@ -40,6 +42,8 @@ _API: dict[str, str] = {
     **dict.fromkeys(["gradient_statistics", "gradient_noise_scale", "per_example_gradients"], "theorylab.gradients"),
     **dict.fromkeys(["activation_ranks", "dormant_ratio", "weight_spectrum"], "theorylab.representations"),
     "mp_fit": "theorylab.spectra",
+    **dict.fromkeys(["loss_surface", "linear_interpolation", "random_direction"], "theorylab.landscape"),
+    "weight_matching": "theorylab.alignment",
     # fits
     "fit": "theorylab.fits",
     "fit_rate": "theorylab.rates",
