@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from theorylab.curvature import empirical_fisher, fisher, ggn
+from theorylab.curvature import (EmpiricalFisherOperator, PerExampleEmpiricalFisherOperator, empirical_fisher,
+                                 fisher, ggn)
 
 ATOL = 1e-12
 _LOSSES = {"ce": nn.CrossEntropyLoss(), "mse": nn.MSELoss()}
@@ -107,9 +108,13 @@ def test_empirical_fisher_is_the_mean_outer_product_of_per_example_gradients(los
     model, (x, y) = _mlp(), _data(loss)
     g = _per_example_gradients(model, _LOSSES[loss], x, y)
     reference = g.T @ g / len(x)
-    for data, chunk in [((x, y), None), (_uneven(x, y), 2)]:
-        dense = empirical_fisher(model, _LOSSES[loss], data, chunk_size=chunk).to_dense()
-        torch.testing.assert_close(dense, reference, atol=ATOL, rtol=0)
+    module = _LOSSES[loss]
+    function = lambda out, target: module(out, target)  # noqa: E731  (not a known module: per-example gradients)
+    for loss_fn, kind in [(module, EmpiricalFisherOperator), (function, PerExampleEmpiricalFisherOperator)]:
+        for data, chunk in [((x, y), None), (_uneven(x, y), 2)]:
+            op = empirical_fisher(model, loss_fn, data, chunk_size=chunk)
+            assert type(op) is kind
+            torch.testing.assert_close(op.to_dense(), reference, atol=ATOL, rtol=0)
 
 
 def test_empirical_fisher_differs_from_the_fisher_away_from_the_optimum():

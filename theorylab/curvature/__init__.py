@@ -9,7 +9,8 @@ Estimators: :func:`top_eigenvalues` (Lanczos with locking), :func:`trace` (Hutch
 """
 from theorylab.curvature.algebra import identity, restrict, shift
 from theorylab.curvature.diagonal import DiagonalEstimate, diagonal
-from theorylab.curvature.fisher import EmpiricalFisherOperator, FisherOperator, empirical_fisher, fisher
+from theorylab.curvature.fisher import (EmpiricalFisherOperator, FisherOperator, PerExampleEmpiricalFisherOperator,
+                                        empirical_fisher, fisher)
 from theorylab.curvature.frobenius import FrobeniusNorm, frobenius_norm
 from theorylab.curvature.kfac import KFACOperator, kfac
 from theorylab.curvature.lanczos import EigenResult, LanczosDecomposition, lanczos, top_eigenvalues
@@ -22,6 +23,7 @@ from theorylab.curvature.trace import TraceEstimate, trace
 __all__ = ["LinearOperator", "DenseOperator", "CurvatureOperator", "HessianOperator", "GGNOperator", "as_operator",
            "hessian", "ggn", "top_eigenvalues", "EigenResult", "lanczos", "LanczosDecomposition",
            "trace", "TraceEstimate", "spectral_density", "SpectralDensity",
-           "fisher", "FisherOperator", "empirical_fisher", "EmpiricalFisherOperator", "identity", "shift", "restrict",
+           "fisher", "FisherOperator", "empirical_fisher", "EmpiricalFisherOperator",
+           "PerExampleEmpiricalFisherOperator", "identity", "shift", "restrict",
            "kfac", "KFACOperator", "diagonal", "DiagonalEstimate", "frobenius_norm", "FrobeniusNorm", "solve",
            "SolveResult"]

@@ -81,6 +81,29 @@ def rank_of(process_group: Any) -> int:
     return dist.get_rank(process_group)
 
 
+def decomposes_over_samples(loss_fn: Any) -> bool:
+    """True for losses that are the mean over samples of a term of each sample's output row alone
+    (``nn.CrossEntropyLoss`` without class weights, ``nn.MSELoss``, mean reductions), so that ``n``
+    times the batch loss's output gradient holds the per-example output gradients."""
+    if isinstance(loss_fn, nn.CrossEntropyLoss):
+        return loss_fn.reduction == "mean" and loss_fn.weight is None
+    return isinstance(loss_fn, nn.MSELoss) and loss_fn.reduction == "mean"
+
+
+def sample_gradients(fn: ModelFunction, out: Tensor, labels: Tensor, scale: float) -> Tensor:
+    """``scale * n`` times the output gradient of the batch loss at ``labels``: row ``i`` is ``scale``
+    times the gradient of sample ``i``'s loss in its outputs (for losses that decompose over samples)."""
+    leaf = out.detach().requires_grad_(True)
+    with torch.enable_grad():
+        return torch.autograd.grad(fn.loss(leaf, labels), leaf)[0] * (scale * out.shape[0])
+
+
+def rank_one_products(gradients: Tensor, u: Tensor) -> Tensor:
+    """``sum_m s_m (s_m . u_i)`` row by row, for ``gradients`` ``s`` of shape ``(M, n, ...)`` and ``u`` ``(n, ...)``."""
+    weights = (gradients * u).flatten(2).sum(dim=2)  # (M, n): s_mi . u_i
+    return (gradients * weights.view(*weights.shape, *([1] * (u.dim() - 1)))).sum(dim=0)
+
+
 class OutputSpaceOperator(CurvatureOperator):
     """``(1/N) sum_b n_b J_b^T B_b J_b`` for an output-space matrix ``B_b`` per batch.
 
@@ -150,8 +173,8 @@ class FisherOperator(OutputSpaceOperator):
         return self._sampled_gradients(out, n)
 
     def _sampled_gradients(self, out: Tensor, n: int) -> Tensor:
-        """``(M, n, ...)``: ``sqrt(n / M)`` times the output gradient of the batch loss at sampled labels,
-        so that ``sum_m r_m r_m^T`` is the per-batch Monte-Carlo output-space Fisher."""
+        """``(M, n, ...)``: per-sample output gradients at sampled labels over ``sqrt(n M)``, so that
+        ``sum_m s_m s_m^T`` is the batch's Monte-Carlo ``blockdiag(Lambda_i) / n``."""
         fn, count = self._fn, self.num_samples_per_input
         if self.likelihood == "categorical":
             probs = torch.softmax(out.detach().to(torch.float64).cpu(), dim=1)
@@ -160,27 +183,40 @@ class FisherOperator(OutputSpaceOperator):
             sigma = (out[0].numel() / 2.0) ** 0.5  # N(f, (k/2) I): the likelihood of nn.MSELoss()
             noise = torch.randn((count, *out.shape), generator=self._generator, dtype=torch.float64)
             labels = out.detach() + sigma * noise.to(device=out.device, dtype=out.dtype)
-        rows = []
-        for label in labels:
-            leaf = out.detach().requires_grad_(True)
-            with torch.enable_grad():
-                rows.append(torch.autograd.grad(fn.loss(leaf, label), leaf)[0])
-        # row i of each gradient is g_i / n: B u = (1/n) (1/M) sum_m g_im (g_im . u_i) = sum_m s_m (s_m . u)
-        return torch.stack(rows) * (n / count) ** 0.5
+        return torch.stack([sample_gradients(fn, out, label, (n * count) ** -0.5) for label in labels])
 
     def _output_products(self, matrix: Any, u: Tensor) -> Tensor:
         """``B u`` with ``B = blockdiag(Lambda_i) / n`` for the batch's ``n`` samples."""
         if self.num_samples_per_input is not None:  # matrix: the scaled gradients s_m, (M, n, ...)
-            weights = (matrix * u).flatten(2).sum(dim=2)  # (M, n): s_mi . u_i
-            return (matrix * weights.view(*weights.shape, *([1] * (u.dim() - 1)))).sum(dim=0)
+            return rank_one_products(matrix, u)
         scale, n = matrix
         if self.likelihood == "categorical":  # scale: the probabilities p, (n, C)
             return (scale * u - scale * (scale * u).sum(dim=1, keepdim=True)) / n
         return u * (scale / n)
 
 
-class EmpiricalFisherOperator(CurvatureOperator):
-    """``(1/N) sum_i g_i g_i^T`` from per-example gradients (see :func:`empirical_fisher`)."""
+class EmpiricalFisherOperator(OutputSpaceOperator):
+    """``(1/N) sum_i g_i g_i^T = (1/N) sum_i J_i^T r_i r_i^T J_i`` with ``r_i`` the output gradient of
+    sample ``i``'s loss at its label, for losses that decompose over samples (see :func:`empirical_fisher`)."""
+
+    def __init__(self, fn: ModelFunction):
+        with fn.evaluating():  # the mode of the products, not the model's own
+            fn.check_examples_independent()
+        super().__init__(fn)
+
+    def _output_matrix(self, out: Tensor, batch: Batch) -> Tensor:
+        n = batch_size(batch)
+        if out.shape[0] != n:
+            raise ValueError(f"the empirical Fisher needs one output row per sample: outputs {tuple(out.shape)} for "
+                             f"{n} samples")
+        return sample_gradients(self._fn, out, self._fn.targets(batch), n ** -0.5).unsqueeze(0)
+
+    def _output_products(self, matrix: Tensor, u: Tensor) -> Tensor:
+        return rank_one_products(matrix, u)
+
+
+class PerExampleEmpiricalFisherOperator(CurvatureOperator):
+    """``(1/N) sum_i g_i g_i^T`` from per-example gradients, for any loss (see :func:`empirical_fisher`)."""
 
     def __init__(self, fn: ModelFunction, chunk_size: int | None):
         self.chunk_size = chunk_size
@@ -228,13 +264,16 @@ def fisher(model: nn.Module, loss_fn: LossFn, data: Data, *, likelihood: Likelih
 def empirical_fisher(model: nn.Module, loss_fn: LossFn, data: Data, *, chunk_size: int | None = None,
                      params: ParamSpec = None, mode: Mode = "eval", dtype: torch.dtype | None = None,
                      device: str | torch.device | None = None, process_group: Any = None,
-                     output: OutputFn | None = None) -> EmpiricalFisherOperator:
+                     output: OutputFn | None = None) -> CurvatureOperator:
     """The empirical Fisher (uncentred gradient covariance) ``(1/N) sum_i g_i g_i^T`` as a lazy operator.
 
-    ``g_i`` is the gradient of example ``i``'s loss with its observed label (per-example gradients
-    by ``torch.func.vmap``, or a loop where vmap cannot batch the model), ``chunk_size`` examples
-    at a time (default: a whole batch); memory ``n_b * P`` per batch.  Undefined where BatchNorm
-    runs in train mode (examples are coupled): a clear error.  Other options as in
+    ``g_i`` is the gradient of example ``i``'s loss ``loss_fn(f(x_i), y_i)`` with its observed label.
+    For ``nn.CrossEntropyLoss`` (no class weights) and ``nn.MSELoss`` ``g_i = J_i^T r_i`` with ``r_i``
+    the output gradient, and a product is a Jacobian-vector product, a rank-one output-space product
+    and a vector-Jacobian product (memory of one backward pass).  Any other loss uses per-example
+    gradients (``torch.func.vmap``, or a loop where vmap cannot batch the model), ``chunk_size``
+    examples at a time (default: a whole batch), memory ``n_b * P`` per batch.  Undefined where
+    BatchNorm runs in train mode (examples are coupled): a clear error.  Other options as in
     :func:`theorylab.curvature.hessian`.
     """
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
@@ -242,4 +281,6 @@ def empirical_fisher(model: nn.Module, loss_fn: LossFn, data: Data, *, chunk_siz
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     fn = ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device,
                        process_group=process_group, output=output)
-    return EmpiricalFisherOperator(fn, chunk_size)
+    if decomposes_over_samples(loss_fn):
+        return EmpiricalFisherOperator(fn)
+    return PerExampleEmpiricalFisherOperator(fn, chunk_size)

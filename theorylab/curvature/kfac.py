@@ -50,7 +50,7 @@ from theorylab._state import Mode
 from theorylab.adapters import OutputFn
 from theorylab.analyzer import analyzer
 from theorylab.batches import Batch, Data, batch_size
-from theorylab.curvature.fisher import Likelihood, infer_likelihood, rank_of
+from theorylab.curvature.fisher import Likelihood, infer_likelihood, rank_of, sample_gradients
 from theorylab.curvature.operators import CurvatureOperator, LossFn
 from theorylab.functional import ModelFunction
 
@@ -65,7 +65,8 @@ class KFACLayer:
     """One Kronecker block: the module, its selected weight/bias names, and the factors ``G`` and ``A``.
 
     ``columns`` selects the rows/columns of the bias-augmented input factor that belong to the
-    selected parameters (the weight's ``D`` inputs, the bias's trailing one).
+    selected parameters (the weight's ``D`` inputs, the bias's trailing one); ``A`` is kept restricted
+    to them.
     """
 
     name: str
@@ -177,6 +178,8 @@ class KFACOperator(CurvatureOperator):
         self.layers = kfac_layers(fn)
         self._generator = torch.Generator().manual_seed(int(seed) + 1_000_003 * rank_of(fn.process_group))
         self._index = {name: i for i, name in enumerate(fn.names)}
+        ends = torch.tensor([math.prod(s) for s in fn.shapes]).cumsum(0).tolist()
+        self._offsets = [(end - math.prod(s), end) for end, s in zip(ends, fn.shapes)]
         self._build_factors()
 
     # -- factors ----------------------------------------------------------------------------------
@@ -188,7 +191,8 @@ class KFACOperator(CurvatureOperator):
             packed = fn.data_mean(lambda batch: torch.cat(self._batch_factors(batch)))
         for layer, flat in zip(self.layers, packed.split(sizes)):
             d, k = layer.in_features + (layer.module.bias is not None), layer.out_features
-            layer.A, layer.G = flat[:d * d].view(d, d), flat[d * d:].view(k, k)
+            keep = layer.columns.to(flat.device)
+            layer.A, layer.G = flat[:d * d].view(d, d)[keep][:, keep], flat[d * d:].view(k, k)
 
     def _batch_factors(self, batch: Batch) -> list[Tensor]:
         """``[A_l.flatten(), G_l.flatten(), ...]``: the batch means of the factors."""
@@ -235,7 +239,7 @@ class KFACOperator(CurvatureOperator):
         """Output-shaped tensors whose row ``i`` is a column of ``S_i`` (``Lambda_i = S_i S_i^T``)."""
         fn, n = self._fn, batch_size(batch)
         if self.fisher_type == "empirical":
-            return [self._per_sample_gradient(out, fn.targets(batch), n)]
+            return [sample_gradients(fn, out, fn.targets(batch), 1.0)]
         if self.fisher_type == "mc":
             count = self.num_samples_per_input
             if self.likelihood == "categorical":
@@ -245,7 +249,7 @@ class KFACOperator(CurvatureOperator):
             else:
                 noise = torch.randn((count, *out.shape), generator=self._generator, dtype=torch.float64)
                 labels = out + (out[0].numel() / 2.0) ** 0.5 * noise.to(device=out.device, dtype=out.dtype)
-            return [self._per_sample_gradient(out, label, n) / count ** 0.5 for label in labels]
+            return [sample_gradients(fn, out, label, count ** -0.5) for label in labels]
         if self.likelihood == "categorical":
             if out.dim() != 2:
                 raise ValueError(f"the categorical Fisher needs (samples, classes) logits, got {tuple(out.shape)}")
@@ -261,54 +265,36 @@ class KFACOperator(CurvatureOperator):
             columns.append(column.view_as(out))
         return columns
 
-    def _per_sample_gradient(self, out: Tensor, labels: Tensor, n: int) -> Tensor:
-        """Row ``i``: the gradient of sample ``i``'s loss in its outputs (``n`` times the batch-mean gradient)."""
-        leaf = out.detach().requires_grad_(True)
-        return torch.autograd.grad(self._fn.loss(leaf, labels), leaf)[0] * n
-
     # -- products ---------------------------------------------------------------------------------
-    def _blocks(self, layer: KFACLayer) -> tuple[Tensor, Tensor]:
-        keep = layer.columns.to(layer.A.device)
-        return layer.G, layer.A[keep][:, keep]
+    def _spans(self, layer: KFACLayer) -> list[tuple[int, int]]:
+        """The flat index ranges of the layer's selected weight and bias."""
+        return [self._offsets[self._index[name]] for name in (layer.weight, layer.bias) if name is not None]
 
     def _matmat(self, vectors: Tensor) -> Tensor:
-        fn = self._fn
+        k = vectors.shape[1]
         out = torch.zeros_like(vectors)
-        offsets = torch.tensor([0] + [math.prod(s) for s in fn.shapes]).cumsum(0).tolist()
         for layer in self.layers:
-            G, A = self._blocks(layer)
-            pieces, spans = [], []
-            for name in (layer.weight, layer.bias):
-                if name is None:
-                    continue
-                i = self._index[name]
-                spans.append((offsets[i], offsets[i + 1]))
-                pieces.append(vectors[offsets[i]:offsets[i + 1]].T.reshape(vectors.shape[1], layer.out_features, -1))
-            block = torch.cat(pieces, dim=2)  # (k, out, D')
-            product = G @ block @ A  # (G (x) A) vec_row(V) = vec_row(G V A^T), A symmetric
+            spans = self._spans(layer)
+            block = torch.cat([vectors[lo:hi].T.reshape(k, layer.out_features, -1) for lo, hi in spans], dim=2)
+            product = layer.G @ block @ layer.A  # (G (x) A) vec_row(V) = vec_row(G V A^T), A symmetric
             start = 0
-            for (lo, hi), piece in zip(spans, pieces):
-                width = piece.shape[2]
-                out[lo:hi] = product[:, :, start:start + width].reshape(vectors.shape[1], -1).T
+            for lo, hi in spans:
+                width = (hi - lo) // layer.out_features
+                out[lo:hi] = product[:, :, start:start + width].reshape(k, -1).T
                 start += width
         return out
 
     def exact_diagonal(self) -> Tensor:
         """``diag(G (x) A) = diag(G) (x) diag(A)`` per layer, as a flat vector."""
-        fn = self._fn
-        pieces: list[Tensor | None] = [None] * len(fn.names)
+        diagonal = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
         for layer in self.layers:
-            G, A = self._blocks(layer)
-            diag = torch.outer(torch.diagonal(G), torch.diagonal(A))  # (out, D')
+            block = torch.outer(torch.diagonal(layer.G), torch.diagonal(layer.A))  # (out, D')
             start = 0
-            for name in (layer.weight, layer.bias):
-                if name is None:
-                    continue
-                i = self._index[name]
-                width = math.prod(fn.shapes[i]) // layer.out_features
-                pieces[i] = diag[:, start:start + width].reshape(fn.shapes[i])
+            for lo, hi in self._spans(layer):
+                width = (hi - lo) // layer.out_features
+                diagonal[lo:hi] = block[:, start:start + width].reshape(-1)
                 start += width
-        return fn.join(pieces)
+        return diagonal
 
 
 @analyzer
