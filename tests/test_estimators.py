@@ -102,6 +102,38 @@ def test_cg_matches_a_dense_solve_and_reports_the_true_residual():
     assert Result.from_dict(as_dict.to_dict()) == as_dict
 
 
+def test_kfac_inverse_is_exact_and_preconditions_cg():
+    model, loss, data = _model_case()
+    k = kfac(model, loss, data)
+    eye = torch.eye(k.shape[0], dtype=torch.float64)
+    inverse = k.inverse(1e-2)
+    torch.testing.assert_close(inverse.to_dense(), torch.linalg.inv(k.to_dense() + 1e-2 * eye), atol=1e-9, rtol=1e-9)
+    b = torch.randn(k.shape[0], generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    exact = solve(k, b, damping=1e-2, tol=1e-10, preconditioner=inverse)  # the exact inverse: one step
+    assert exact.converged and exact.iterations == 1
+    with pytest.raises(ValueError, match="damping must be a positive number"):
+        k.inverse(0.0)
+    with pytest.raises(ValueError, match="preconditioner must be"):
+        solve(k, b, preconditioner=DenseOperator(torch.eye(3, dtype=torch.float64)))
+    # inputs on scales 0.03 .. 30: an ill-conditioned GGN whose input side K-FAC captures
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    with torch.no_grad():
+        model[0].weight.mul_(0.1)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 6, generator=g, dtype=torch.float64) * torch.logspace(-1.5, 1.5, 6, dtype=torch.float64)
+    data = (x, torch.randint(0, 3, (64,), generator=g))
+    G = ggn(model, nn.CrossEntropyLoss(), data)
+    b = torch.randn(G.shape[0], generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    plain = solve(G, b, damping=1e-4, tol=1e-8)
+    preconditioned = solve(G, b, damping=1e-4, tol=1e-8,
+                           preconditioner=kfac(model, nn.CrossEntropyLoss(), data).inverse(1e-4))
+    assert plain.converged and preconditioned.converged
+    assert preconditioned.iterations < 0.8 * plain.iterations, (preconditioned.iterations, plain.iterations)
+    np.testing.assert_allclose(preconditioned.solution, plain.solution, rtol=0,
+                               atol=1e-5 * np.abs(plain.solution).max())
+
+
 def test_cg_reports_negative_curvature_max_iter_and_a_zero_right_hand_side():
     indefinite = symmetric_matrix([-1.0, 0.5, 1.0, 2.0, 3.0], seed=2)
     b = torch.ones(5, dtype=torch.float64)

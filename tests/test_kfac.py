@@ -188,6 +188,9 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="groups=1"):
         kfac(grouped, nn.MSELoss(), (torch.randn(2, 2, 1, 1, dtype=torch.float64), torch.randn(2, 2,
                                                                                                   dtype=torch.float64)))
+    with pytest.raises(ValueError, match="empirical K-FAC needs per-sample output gradients"):
+        kfac(norm, lambda out, target: nn.functional.cross_entropy(out, target), (x, y), params="0",
+             fisher_type="empirical")
     with pytest.raises(ValueError, match="fisher_type must be one of"):
         kfac(norm, nn.CrossEntropyLoss(), (x, y), fisher_type="type-2", params="0")
     with pytest.raises(ValueError, match="weight_sharing must be one of"):

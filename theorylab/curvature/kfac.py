@@ -38,6 +38,7 @@ pass over the data at construction (sample-weighted, summed over the ranks of ``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,8 +51,9 @@ from theorylab._state import Mode
 from theorylab.adapters import OutputFn
 from theorylab.analyzer import analyzer
 from theorylab.batches import Batch, Data, batch_size
-from theorylab.curvature.fisher import Likelihood, infer_likelihood, rank_of, sample_gradients
-from theorylab.curvature.operators import CurvatureOperator, LossFn
+from theorylab.curvature.fisher import (Likelihood, decomposes_over_samples, infer_likelihood, rank_of,
+                                        sample_gradients)
+from theorylab.curvature.operators import CurvatureOperator, LinearOperator, LossFn
 from theorylab.functional import ModelFunction
 
 FisherType = Literal["exact", "mc", "empirical"]
@@ -170,7 +172,7 @@ class KFACOperator(CurvatureOperator):
 
     cache_graph = False
 
-    def __init__(self, fn: ModelFunction, *, fisher_type: str, likelihood: str, weight_sharing: str,
+    def __init__(self, fn: ModelFunction, *, fisher_type: str, likelihood: str | None, weight_sharing: str,
                  num_samples: int, seed: int):
         super().__init__(fn)
         self.fisher_type, self.likelihood, self.weight_sharing = fisher_type, likelihood, weight_sharing
@@ -270,19 +272,29 @@ class KFACOperator(CurvatureOperator):
         """The flat index ranges of the layer's selected weight and bias."""
         return [self._offsets[self._index[name]] for name in (layer.weight, layer.bias) if name is not None]
 
-    def _matmat(self, vectors: Tensor) -> Tensor:
+    def blockwise(self, vectors: Tensor, transform: Callable[[int, KFACLayer, Tensor], Tensor]) -> Tensor:
+        """``transform(i, layer, V)`` on each layer's block of ``vectors`` ``(P, k)``, as ``V`` of shape
+        ``(k, out, D')`` (weight columns, then the bias column); zero outside the layers."""
         k = vectors.shape[1]
         out = torch.zeros_like(vectors)
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             spans = self._spans(layer)
             block = torch.cat([vectors[lo:hi].T.reshape(k, layer.out_features, -1) for lo, hi in spans], dim=2)
-            product = layer.G @ block @ layer.A  # (G (x) A) vec_row(V) = vec_row(G V A^T), A symmetric
+            product = transform(i, layer, block)
             start = 0
             for lo, hi in spans:
                 width = (hi - lo) // layer.out_features
                 out[lo:hi] = product[:, :, start:start + width].reshape(k, -1).T
                 start += width
         return out
+
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        # (G (x) A) vec_row(V) = vec_row(G V A^T), A symmetric
+        return self.blockwise(vectors, lambda i, layer, block: layer.G @ block @ layer.A)
+
+    def inverse(self, damping: float) -> KFACInverseOperator:
+        """``(G (x) A + damping I)^{-1}`` block by block, exactly (see :class:`KFACInverseOperator`)."""
+        return KFACInverseOperator(self, damping)
 
     def exact_diagonal(self) -> Tensor:
         """``diag(G (x) A) = diag(G) (x) diag(A)`` per layer, as a flat vector."""
@@ -295,6 +307,36 @@ class KFACOperator(CurvatureOperator):
                 diagonal[lo:hi] = block[:, start:start + width].reshape(-1)
                 start += width
         return diagonal
+
+
+class KFACInverseOperator(LinearOperator):
+    """``(G (x) A + lambda I)^{-1}`` per K-FAC block, from eigendecompositions of the factors.
+
+    With ``G = U diag(g) U^T`` and ``A = W diag(a) W^T``, ``G (x) A + lambda I = (U (x) W) diag(g_i a_j +
+    lambda) (U (x) W)^T``, so ``(G (x) A + lambda I)^{-1} vec(V) = vec(U [(U^T V W) / (g a^T + lambda)] W^T)``:
+    exact, at the cost of two eigendecompositions per layer once and four small matrix products per
+    product (Martens & Grosse 2015 damp each factor instead; this is the inverse of the damped K-FAC
+    matrix itself).  A preconditioner for :func:`theorylab.curvature.solve`, or K-FAC influence scores.
+    """
+
+    def __init__(self, op: KFACOperator, damping: float):
+        if not (isinstance(damping, (int, float)) and not isinstance(damping, bool) and damping > 0):
+            raise ValueError(f"damping must be a positive number (K-FAC factors can be singular), got {damping!r}")
+        super().__init__(op.shape[0], op.dtype, op.device)
+        self.op, self.damping = op, float(damping)
+        self._eigen = []
+        for layer in op.layers:
+            g, u = torch.linalg.eigh(layer.G.to(torch.float64))
+            a, w = torch.linalg.eigh(layer.A.to(torch.float64))
+            scale = 1.0 / (torch.outer(g, a) + self.damping)
+            self._eigen.append(tuple(t.to(op.dtype) for t in (u, w, scale)))
+
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        def inverse(i: int, layer: KFACLayer, block: Tensor) -> Tensor:
+            u, w, scale = self._eigen[i]
+            return u @ ((u.T @ block @ w) * scale) @ w.T
+
+        return self.op.blockwise(vectors, inverse)
 
 
 @analyzer
@@ -317,7 +359,13 @@ def kfac(model: nn.Module, loss_fn: LossFn, data: Data, *, fisher_type: FisherTy
         raise ValueError(f"weight_sharing must be one of {WEIGHT_SHARINGS}, got {weight_sharing!r}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    likelihood = infer_likelihood(loss_fn, likelihood) if fisher_type != "empirical" else (likelihood or "")
+    if fisher_type == "empirical":
+        if not decomposes_over_samples(loss_fn):
+            raise ValueError("the empirical K-FAC needs per-sample output gradients: use nn.CrossEntropyLoss() (no "
+                             "class weights) or nn.MSELoss() with reduction='mean'")
+        likelihood = None
+    else:
+        likelihood = infer_likelihood(loss_fn, likelihood)
     fn = ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device,
                        process_group=process_group, output=output)
     op = KFACOperator(fn, fisher_type=fisher_type, likelihood=likelihood, weight_sharing=weight_sharing,
