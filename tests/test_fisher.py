@@ -148,6 +148,8 @@ def test_clear_errors():
         fisher(model, nn.CrossEntropyLoss(), (x, y), likelihood="poisson")
     with pytest.raises(ValueError, match="chunk_size"):
         empirical_fisher(model, nn.CrossEntropyLoss(), (x, y), chunk_size=0)
+    with pytest.raises(ValueError, match="ignore_index"):
+        empirical_fisher(model, nn.CrossEntropyLoss(), (x, torch.where(y == 0, -100, y)))
     bn = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)).double()
     with pytest.raises(ValueError, match="BatchNorm in train mode"):
         empirical_fisher(bn, nn.CrossEntropyLoss(), (x, y), mode="train")

@@ -209,7 +209,11 @@ class EmpiricalFisherOperator(OutputSpaceOperator):
         if out.shape[0] != n:
             raise ValueError(f"the empirical Fisher needs one output row per sample: outputs {tuple(out.shape)} for "
                              f"{n} samples")
-        return sample_gradients(self._fn, out, self._fn.targets(batch), n ** -0.5).unsqueeze(0)
+        targets = self._fn.targets(batch)
+        ignored = getattr(self._fn.loss_fn, "ignore_index", None)
+        if ignored is not None and not targets.is_floating_point() and bool((targets == ignored).any()):
+            raise ValueError(f"labels equal to ignore_index={ignored} have no loss of their own; drop those samples")
+        return sample_gradients(self._fn, out, targets, n ** -0.5).unsqueeze(0)
 
     def _output_products(self, matrix: Tensor, u: Tensor) -> Tensor:
         return rank_one_products(matrix, u)
