@@ -244,7 +244,8 @@ def test_shared_options_are_validated_with_one_message(name):
     bad = {"mode": ("inference", "mode must be one of"), "dtype": (torch.int64, "dtype must be a floating"),
            "params": ("decoder", "matched no parameter"), "seed": (-1, "seed must be an integer"),
            "device": ("gpu:7", "unknown device"), "output": (3, "output must be a function"),
-           "loss_fn": ("mse", "loss_fn must be a function")}
+           "loss_fn": ("mse", "loss_fn must be a function"),
+           "process_group": (object(), "torch.distributed is not initialised")}
     for option in spec.options:
         if option not in bad:
             continue

@@ -6,8 +6,9 @@ measures something.  Declaring it with :func:`analyzer`
 * validates the options every analyzer shares, once, with the same messages everywhere:
   ``params`` (:func:`theorylab._params.select_parameters`), ``mode`` ("eval", "train", "keep"),
   ``dtype`` (a floating dtype or None), ``device`` (one that exists here), ``seed`` (an integer
-  >= 0), ``progress`` (True, False or None), ``output`` (a function of the model output), and
-  ``loss_fn`` (a callable);
+  >= 0), ``progress`` (True, False or None), ``output`` (a function of the model output),
+  ``loss_fn`` (a callable) and ``process_group`` (needs ``torch.distributed`` initialised; the data is
+  sharded over its ranks and every rank gets the numbers of all the data);
 * runs the analyzer inside :func:`theorylab._state.preserved`, so the model leaves it exactly as it
   came in (modes, buffers, ``.grad``, ``requires_grad``, hooks, global RNGs), whatever happens;
 * fills the result's ``meta`` uniformly: version, commit, the options above (resolved), the
@@ -37,7 +38,8 @@ from theorylab.results import Result
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: options shared by analyzers, validated by the declaration
-SHARED_OPTIONS: tuple[str, ...] = ("params", "mode", "dtype", "device", "seed", "progress", "output", "loss_fn")
+SHARED_OPTIONS: tuple[str, ...] = ("params", "mode", "dtype", "device", "seed", "progress", "output", "loss_fn",
+                                   "process_group")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,12 @@ def validate_options(arguments: dict[str, Any]) -> None:
     if "loss_fn" in arguments and not callable(arguments["loss_fn"]):
         raise ValueError(f"loss_fn must be a function (outputs, targets) -> scalar, "
                          f"got {type(arguments['loss_fn']).__name__}")
+    if arguments.get("process_group") is not None:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ValueError("process_group is given but torch.distributed is not initialised: call "
+                             "torch.distributed.init_process_group first (or leave process_group=None)")
     if "params" in arguments and model is not None:
         select_parameters(model, arguments["params"])
 

@@ -66,8 +66,10 @@ def _stream_per_example(fn: ModelFunction, chunk_size: int) -> Iterator[tuple[li
 
 
 def _function(model: nn.Module, loss_fn: LossFn, data: Data, params: ParamSpec, mode: Mode,
-              dtype: torch.dtype | None, device: str | torch.device | None, output: OutputFn | None) -> ModelFunction:
-    return ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device, output=output)
+              dtype: torch.dtype | None, device: str | torch.device | None, output: OutputFn | None,
+              process_group: Any = None) -> ModelFunction:
+    return ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device, output=output,
+                         process_group=process_group)
 
 
 @analyzer
@@ -145,6 +147,13 @@ class _Sums:
                 self.squares.append(column_sq)
         self.count += len(grads[0]) if grads else 0
 
+    def summed_over_ranks(self, fn: ModelFunction) -> "_Sums":
+        """The sums over every rank of ``fn``'s process group (itself without one)."""
+        self.total = [fn.sum_over_ranks(t) for t in self.total]
+        self.squares = [fn.sum_over_ranks(t) for t in self.squares]
+        self.count = int(fn.count_over_ranks(self.count, data=fn.data))
+        return self
+
     @property
     def norms_sq(self) -> float:
         return float(sum(float(sq.sum()) for sq in self.squares))
@@ -182,17 +191,19 @@ def _statistics_from_sums(sums: _Sums, names: list[str], sizes: list[int], meta:
 @analyzer
 def gradient_statistics(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
                         chunk_size: int = 256, mode: Mode = "eval", dtype: torch.dtype | None = None,
-                        device: str | torch.device | None = None,
-                        output: OutputFn | None = None) -> GradientStatistics:
+                        device: str | torch.device | None = None, output: OutputFn | None = None,
+                        process_group: Any = None) -> GradientStatistics:
     """m-coherence, diversity, ``B_simple`` and GSNR over all examples of ``data`` with O(P) memory.
 
     Per-example gradients are computed ``chunk_size`` at a time and folded into running sums
-    (``sum g``, ``sum g^2`` entrywise and ``sum ||g||^2``), then discarded.
+    (``sum g``, ``sum g^2`` entrywise and ``sum ||g||^2``), then discarded; with ``process_group``
+    the sums of every rank's shard are added, so each rank gets the statistics of all examples.
     """
-    fn = _function(model, loss_fn, data, params, mode, dtype, device, output)
+    fn = _function(model, loss_fn, data, params, mode, dtype, device, output, process_group)
     sums = _Sums()
     for g, _ in _stream_per_example(fn, chunk_size):
         sums.add(g)
+    sums.summed_over_ranks(fn)
     return _statistics_from_sums(sums, fn.names, [math.prod(s) for s in fn.shapes],
                                  {"dtype": torch.float64, "num_gradients": sums.count})
 
@@ -213,13 +224,14 @@ def coherence(gradients: Tensor) -> float:
 @analyzer
 def per_parameter_snr(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
                       chunk_size: int = 256, mode: Mode = "eval", dtype: torch.dtype | None = None,
-                      device: str | torch.device | None = None,
-                      output: OutputFn | None = None) -> dict[str, Tensor]:
+                      device: str | torch.device | None = None, output: OutputFn | None = None,
+                      process_group: Any = None) -> dict[str, Tensor]:
     """GSNR ``gbar_j^2 / var_j`` of every parameter entry, shaped like the parameters (inf where var = 0)."""
-    fn = _function(model, loss_fn, data, params, mode, dtype, device, output)
+    fn = _function(model, loss_fn, data, params, mode, dtype, device, output, process_group)
     sums = _Sums()
     for g, _ in _stream_per_example(fn, chunk_size):
         sums.add(g)
+    sums.summed_over_ranks(fn)
     if sums.count < 2:
         raise ValueError(f"GSNR needs at least 2 examples, got {sums.count}")
     m = sums.count

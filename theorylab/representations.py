@@ -130,6 +130,7 @@ def as_rows(activation: Tensor, layout: str) -> Tensor:
 def stream_activations(model: nn.Module, data: Data, layers: dict[str, nn.Module], *, site: Site = "output",
                        mode: Mode = "eval", layout: Layout = "flat", dtype: torch.dtype | None = None,
                        device: str | torch.device | None = None, output: OutputFn | None = None,
+                       function: ModelFunction | None = None,
                        ) -> Iterator[tuple[dict[str, Tensor], Tensor | None, Tensor]]:
     """Yield ``(activations by layer, targets, model outputs)`` batch by batch (no gradients).
 
@@ -137,13 +138,14 @@ def stream_activations(model: nn.Module, data: Data, layers: dict[str, nn.Module
     ``"flat"`` one row per sample (every feature of a sample in one row), ``"channels_last"`` one row per
     token, ``"channels_first"`` one row per position with channels as features, ``"auto"`` chosen per
     layer.  The model is evaluated through :class:`theorylab.functional.ModelFunction` (``mode``,
-    ``dtype``, ``device``); the hooks are removed whatever happens.
+    ``dtype``, ``device``, or a ``function`` the caller built); the hooks are removed whatever happens.
     """
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}, got {site!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    fn = ModelFunction(model, None, data, mode=mode, dtype=dtype, device=device, output=output, variables=False)
+    fn = function or ModelFunction(model, None, data, mode=mode, dtype=dtype, device=device, output=output,
+                                   variables=False)
     store: dict[str, Tensor] = {}
     with fn.evaluating(), _hooks(layers, site, store), torch.no_grad():
         for batch in fn.batches():
@@ -382,7 +384,7 @@ class DormantResult(Result):
 def dormant_ratio(model: nn.Module, data: Data, *, layers: LayerSpec | Sequence[LayerSpec], tau: float = 0.0,
                   site: Site = "output", mode: Mode = "eval", layout: Layout = "auto",
                   dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-                  output: OutputFn | None = None) -> DormantResult:
+                  output: OutputFn | None = None, process_group: Any = None) -> DormantResult:
     """Neuron scores ``s_i = E|h_i| / mean_k E|h_k|`` over ``data`` and the tau-dormant fractions.
 
     A neuron is a feature of the layer: the last dimension of a ``(B, d)`` or ``(B, T, d)`` activation
@@ -394,16 +396,18 @@ def dormant_ratio(model: nn.Module, data: Data, *, layers: LayerSpec | Sequence[
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau >= 0 and math.isfinite(tau)):
         raise ValueError(f"tau must be a finite number >= 0, got {tau!r}")
     chosen = resolve_layers(model, layers)
+    fn = ModelFunction(model, None, data, mode=mode, dtype=dtype, device=device, output=output, variables=False,
+                       process_group=process_group)
     sums: dict[str, Tensor] = {}
     rows: dict[str, int] = {}
-    for acts, _, _ in stream_activations(model, data, chosen, site=site, mode=mode, layout=layout, dtype=dtype,
-                                         device=device, output=output):
+    for acts, _, _ in stream_activations(model, data, chosen, site=site, layout=layout, function=fn):
         for name, a in acts.items():
             sums[name] = sums.get(name, 0) + a.to(torch.float64).abs().sum(0)
             rows[name] = rows.get(name, 0) + len(a)
     scores, fractions, sizes = {}, [], []
-    for name in chosen:
-        mean_abs = (sums[name] / rows[name]).cpu().numpy()
+    for name in chosen:  # with a process group, the sums of every rank's shard
+        rows[name] = int(fn.count_over_ranks(rows[name], data=data))
+        mean_abs = (fn.sum_over_ranks(sums[name]) / rows[name]).cpu().numpy()
         avg = mean_abs.mean()
         s = mean_abs / avg if avg > 0 else np.zeros_like(mean_abs)
         scores[name] = s

@@ -34,7 +34,7 @@ from theorylab._params import ParamSpec
 from theorylab._state import Mode
 from theorylab.adapters import OutputFn
 from theorylab.analyzer import analyzer
-from theorylab.batches import Data, batch_size, count_samples, iter_batches, slice_batch
+from theorylab.batches import Data, batch_size, iter_batches, slice_batch
 from theorylab.batches import subset as take_subset
 from theorylab.functional import ModelFunction
 from theorylab.plotting import axes_or_new
@@ -119,10 +119,11 @@ def _normalized(loss_fn: LossFn) -> LossFn:
 
 def _objective(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec, mode: Mode,
                subset: int | None, normalize_logits: bool, dtype: torch.dtype | None,
-               device: str | torch.device | None, output: OutputFn | None) -> ModelFunction:
+               device: str | torch.device | None, output: OutputFn | None, process_group: Any) -> ModelFunction:
     """``delta -> L(w + delta)`` on the declared subset, every evaluation with the same dropout masks."""
     return ModelFunction(model, _normalized(loss_fn) if normalize_logits else loss_fn, take_subset(data, subset),
-                         params=params, mode=mode, dtype=dtype, device=device, output=output)
+                         params=params, mode=mode, dtype=dtype, device=device, output=output,
+                         process_group=process_group)
 
 
 def _scale(fn: ModelFunction, adaptive: bool, offset: float) -> list[Tensor]:
@@ -148,12 +149,12 @@ def _result(measure: str, value: float, stderr: float, fn: ModelFunction, base_l
 def lambda_max(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None, mode: Mode = "eval",
                subset: int | None = None, normalize_logits: bool = False, tol: float = 1e-6, seed: int = 0,
                dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-               output: OutputFn | None = None) -> Sharpness:
+               output: OutputFn | None = None, process_group: Any = None) -> Sharpness:
     """Top eigenvalue of the Hessian of the mean loss (Lanczos, Ritz residual <= ``tol |lambda|``)."""
     from theorylab.curvature import hessian, top_eigenvalues
 
     op = hessian(model, _normalized(loss_fn) if normalize_logits else loss_fn, take_subset(data, subset),
-                 params=params, mode=mode, dtype=dtype, device=device, output=output)
+                 params=params, mode=mode, dtype=dtype, device=device, output=output, process_group=process_group)
     eig = top_eigenvalues(op, k=1, which="LA", tol=tol, seed=seed)
     fn = op.function
     return _result("lambda_max", float(eig.values[0]), 0.0, fn, fn.mean_loss(), eig.num_matvecs + 1, rho=None,
@@ -164,7 +165,8 @@ def lambda_max(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSp
 def stability_ratios(model: nn.Module, loss_fn: LossFn, data: Data, *, lr: float, params: ParamSpec = None,
                      mode: Mode = "eval", subset: int | None = None, normalize_logits: bool = False,
                      tol: float = 1e-6, num_probes: int = 100, seed: int = 0, dtype: torch.dtype | None = None,
-                     device: str | torch.device | None = None, output: OutputFn | None = None) -> StabilityRatios:
+                     device: str | torch.device | None = None, output: OutputFn | None = None,
+                     process_group: Any = None) -> StabilityRatios:
     """``lr lambda_max / 2`` and ``lr tr(H) / 2`` with ``tr(H)`` by Hutchinson (``num_probes`` probes)."""
     from theorylab.curvature import hessian, top_eigenvalues, trace
 
@@ -172,7 +174,7 @@ def stability_ratios(model: nn.Module, loss_fn: LossFn, data: Data, *, lr: float
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     data = take_subset(data, subset)
     op = hessian(model, _normalized(loss_fn) if normalize_logits else loss_fn, data, params=params, mode=mode,
-                 dtype=dtype, device=device, output=output)
+                 dtype=dtype, device=device, output=output, process_group=process_group)
     eig = top_eigenvalues(op, k=1, which="LA", tol=tol, seed=seed)
     tr = trace(op, num_probes=num_probes, seed=seed)
     lam = float(eig.values[0])
@@ -185,11 +187,21 @@ def stability_ratios(model: nn.Module, loss_fn: LossFn, data: Data, *, lr: float
 # ---------------------------------------------------------------------------------------------
 # Perturbation-based measures
 # ---------------------------------------------------------------------------------------------
+def _sam_gap(fn: ModelFunction, rho: float, data: Data) -> tuple[float, int]:
+    """``L(w + rho g/||g||) - L(w)`` on ``data`` (0 where ``g = 0``) and the evaluations it took."""
+    g = fn.gradient(data=data)
+    norm = _norm(g)
+    if norm == 0:
+        return 0.0, 1
+    return fn.mean_loss([rho * t / norm for t in g], data=data) - fn.mean_loss(data=data), 3
+
+
 @analyzer
 def sam_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: float, m: int | None = None,
                   params: ParamSpec = None, mode: Mode = "eval", subset: int | None = None,
                   normalize_logits: bool = False, dtype: torch.dtype | None = None,
-                  device: str | torch.device | None = None, output: OutputFn | None = None) -> Sharpness:
+                  device: str | torch.device | None = None, output: OutputFn | None = None,
+                  process_group: Any = None) -> Sharpness:
     """First-order SAM sharpness ``L(w + rho g/||g||) - L(w)``; with ``m``, m-sharpness.
 
     m-sharpness splits the (single-batch) data into consecutive disjoint batches of ``m`` samples
@@ -198,30 +210,26 @@ def sam_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: float, 
     In train mode every evaluation sees the same dropout masks, so ``rho -> 0`` gives 0.
     """
     rho = _check_rho(rho)
-    fn = _objective(model, loss_fn, data, params=params, mode=mode, subset=subset,
-                    normalize_logits=normalize_logits, dtype=dtype, device=device, output=output)
-    if m is None:
-        groups = [fn.data]
-    else:
-        m = _check_count("m", m)
-        batches = list(iter_batches(fn.data))
-        if len(batches) != 1:
-            raise ValueError("m-sharpness needs data as one batch")
-        n = batch_size(batches[0])
-        groups = [slice_batch(batches[0], slice(i, i + m)) for i in range(0, n, m)]
+    options = dict(params=params, mode=mode, subset=subset, normalize_logits=normalize_logits, dtype=dtype,
+                   device=device, output=output)
+    fn = _objective(model, loss_fn, data, process_group=process_group, **options)
     base = fn.mean_loss()
-    evaluations, total = 1, 0.0
-    for group in groups:
-        g = fn.gradient(data=group)
-        evaluations += 1
-        norm = _norm(g)
-        if norm == 0:
-            continue
-        delta = [rho * t / norm for t in g]
-        size = count_samples(group)
-        total += (fn.mean_loss(delta, data=group) - fn.mean_loss(data=group)) * size
-        evaluations += 2
-    return _result("sam" if m is None else f"m_sharpness(m={m})", total / fn.total_samples, 0.0, fn, base,
+    if m is None:
+        gap, evaluations = _sam_gap(fn, rho, fn.data)
+        return _result("sam", gap, 0.0, fn, base, evaluations + 1, rho=rho, norm="l2", adaptive=False)
+    m = _check_count("m", m)
+    batches = list(iter_batches(fn.data))
+    if len(batches) != 1:
+        raise ValueError("m-sharpness needs data as one batch")
+    local = _objective(model, loss_fn, data, process_group=None, **options)  # each rank's batches are its own
+    total, evaluations = 0.0, 1
+    for start in range(0, batch_size(batches[0]), m):
+        group = slice_batch(batches[0], slice(start, start + m))
+        gap, used = _sam_gap(local, rho, group)
+        total += gap * batch_size(group)
+        evaluations += used
+    total = float(fn.sum_over_ranks(torch.tensor([total], dtype=torch.float64, device=fn.device)).item())
+    return _result(f"m_sharpness(m={m})", total / fn.total_samples, 0.0, fn, base,
                    evaluations, rho=rho, norm="l2", adaptive=False)
 
 
@@ -230,7 +238,8 @@ def adaptive_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: fl
                        adaptive: bool = True, offset: float = 0.0, steps: int = 20, step_size: float | None = None,
                        params: ParamSpec = None, mode: Mode = "eval", subset: int | None = None,
                        normalize_logits: bool = False, seed: int = 0, dtype: torch.dtype | None = None,
-                       device: str | torch.device | None = None, output: OutputFn | None = None) -> Sharpness:
+                       device: str | torch.device | None = None, output: OutputFn | None = None,
+                       process_group: Any = None) -> Sharpness:
     """Worst-case (adaptive) sharpness by projected gradient ascent on ``u = delta / c``.
 
     Starts from a random point of the ``rho``-ball (drawn on CPU from ``seed``: a Gaussian
@@ -250,7 +259,8 @@ def adaptive_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: fl
         raise ValueError(f"step_size must be > 0, got {step_size!r}")
     alpha = step_size if step_size is not None else (rho if norm == "l2" else rho / 4)
     fn = _objective(model, loss_fn, data, params=params, mode=mode, subset=subset,
-                    normalize_logits=normalize_logits, dtype=dtype, device=device, output=output)
+                    normalize_logits=normalize_logits, dtype=dtype, device=device, output=output,
+                    process_group=process_group)
     c = _scale(fn, adaptive, offset)
     generator = torch.Generator().manual_seed(seed)
     if norm == "l2":
@@ -289,7 +299,7 @@ def average_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: flo
                       offset: float = 0.0, num_draws: int = 100, params: ParamSpec = None, mode: Mode = "eval",
                       subset: int | None = None, normalize_logits: bool = False, seed: int = 0,
                       dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-                      output: OutputFn | None = None) -> Sharpness:
+                      output: OutputFn | None = None, process_group: Any = None) -> Sharpness:
     """``E L(w + delta) - L(w)``, ``delta ~ N(0, rho^2 diag(c^2))``, by ``num_draws`` draws (with stderr).
 
     Draws are made on CPU from ``seed``; ``stderr`` is the sample standard deviation over
@@ -299,7 +309,8 @@ def average_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: flo
     num_draws = _check_count("num_draws", num_draws, minimum=2)
     offset = _check_offset(offset)
     fn = _objective(model, loss_fn, data, params=params, mode=mode, subset=subset,
-                    normalize_logits=normalize_logits, dtype=dtype, device=device, output=output)
+                    normalize_logits=normalize_logits, dtype=dtype, device=device, output=output,
+                    process_group=process_group)
     c = _scale(fn, adaptive, offset)
     generator = torch.Generator().manual_seed(seed)
     base = fn.mean_loss()
