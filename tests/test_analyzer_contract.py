@@ -93,6 +93,7 @@ CALLS = {
     "parameter_snapshot": lambda m, loss, data, b: ((m,), {}),
     "distance_from_init": lambda m, loss, data, b: ((m, {n: p.detach() * 0 for n, p in m.named_parameters()}), {}),
     "empirical_ntk": lambda m, loss, data, b: ((m, b[0][:5]), {"block_size": 2}),
+    "empirical_ntk_blocks": lambda m, loss, data, b: ((m, b[0][:5], b[0][5:7]), {"block_size": 2}),
     "layer_activations": lambda m, loss, data, b: ((m, data), {"layers": ["body.2", "head"]}),
     "activation_ranks": lambda m, loss, data, b: ((m, data), {"layers": ["body.2", "body.5"]}),
     "dormant_ratio": lambda m, loss, data, b: ((m, data), {"layers": ["body.2"]}),
@@ -112,8 +113,8 @@ CALLS = {
 BUILDING_BLOCKS = {"resolve_layers", "stream_activations", "weight_matrices", "random_direction", "interpolation_state",
                    "chain_spec", "random_permutation", "check_symmetry"}
 # analyzers of single examples: undefined where BatchNorm in train mode couples the examples of a batch
-PER_EXAMPLE = {"per_example_gradients", "empirical_fisher", "gradient_statistics", "per_parameter_snr", "group_gradient_cosines",
-               "gradient_ranks", "empirical_ntk"}
+PER_EXAMPLE = {"per_example_gradients", "empirical_fisher", "gradient_statistics", "per_parameter_snr",
+               "group_gradient_cosines", "gradient_ranks", "empirical_ntk", "empirical_ntk_blocks"}
 
 
 def test_every_registered_analyzer_is_covered_and_every_public_model_function_is_registered():
