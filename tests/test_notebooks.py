@@ -13,6 +13,8 @@ EXPECTED_TEXT = {
     "collapse_and_gradients": ["normalised coherence", "first step with zero training error"],
     "double_descent": ["peak at n = ", "peak at N = ", "early-stopped", "half-way"],
     "scaling_laws": ["Objective 0.001018274018", "alpha: 95% CI", "approach 3 a = 0.514"],
+    "real_models": ["GPT-2 top-3 Hessian eigenvalues", "tied: lm_head.weight", "per-block lambda_max",
+                    "NTK on the last token", "ViT: test accuracy", "effective rank per token"],
     "landscape_and_fisher": ["Fisher = GGN: relative difference", "K-FAC relative error", "CG: damping",
                              "curvature along the top eigenvector", "after weight matching"],
 }
