@@ -1,13 +1,16 @@
 """Atomic file writes: a reader never sees a half-written file.
 
 Each write goes to a temporary file in the target directory, is flushed and fsync'ed, and is
-then renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+then renamed over the target (``os.replace`` is atomic on POSIX and Windows).  The temporary file
+is created with mode ``0o666`` less the process umask, like any file ``open(path, "w")`` makes, so
+outputs are as readable by collaborators as the user's umask allows (``tempfile.mkstemp`` would
+make them ``0o600``).
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +26,7 @@ def fsynced_temp(path: str | os.PathLike, data: bytes) -> Iterator[str]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_exclusive(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -33,6 +36,17 @@ def fsynced_temp(path: str | os.PathLike, data: bytes) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _create_exclusive(path: Path) -> tuple[int, str]:
+    """A new, uniquely named file beside ``path``, opened for writing; mode 0o666 less the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
