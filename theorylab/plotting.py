@@ -1,4 +1,12 @@
-"""One figure style for the whole project, and ``save_figure`` with a provenance sidecar."""
+"""One figure style for the whole project, and ``save_figure`` with a provenance sidecar.
+
+Figures are made through pyplot, so Jupyter shows them and ``plt.show()`` finds them, but the
+house style never changes matplotlib's global state: the figure (and with it the backend, resolved
+on the first figure of a session, and interactive mode) is created with the user's settings, and
+:data:`STYLE` is applied only while the axes are built (a style read when an artist is made, such
+as tick and label font sizes, grid and spines).  Colours, backends and rcParams the user set stay
+as they were, for theorylab's figures and for the user's own ``plt.plot`` after them.
+"""
 from __future__ import annotations
 
 import io
@@ -31,10 +39,15 @@ PREDICTED = "C3"
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.0, height: float = 3.0):
-    """A figure with the house style and ``nrows x ncols`` axes (squeezed)."""
+    """A figure with the house style and ``nrows x ncols`` axes (squeezed), registered with pyplot.
+
+    The figure is created outside any style context (a ``plt.rc_context`` around the first figure of
+    a Jupyter session would resolve the inline backend inside it and undo its interactive mode on
+    exit, so no later figure would be shown); only the axes are built under :data:`STYLE`.
+    """
+    fig = plt.figure(figsize=(width * ncols, height * nrows), dpi=STYLE["figure.dpi"], layout="constrained")
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=True,
-                                 layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=True)
     return fig, axes
 
 
