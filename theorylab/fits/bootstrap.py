@@ -23,7 +23,8 @@ import numpy as np
 
 from theorylab.fits.forms import make_form
 from theorylab.fits.losses import Loss
-from theorylab.fits.optimize import Problem, Tolerance, exponent_grid, lbfgs, profile
+from theorylab.fits.optimize import (Problem, Tolerance, completed_starts, exponent_grid, lbfgs, nonlinear_natural,
+                                     profile, theta_bounds)
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
@@ -92,17 +93,12 @@ def refit(problem: Problem, theta0: np.ndarray, seed: int) -> tuple[np.ndarray, 
     form = problem.form
     theta, value, _, _ = lbfgs(problem, theta0, Tolerance())
     if form.linear and form.nonlinear:
-        grid_theta = exponent_grid(form, problem.X, problem.y, CHECK_GRID, seed)
-        mask = np.array([p in form.positive for p in form.nonlinear])
-        grid_nat = np.where(mask, np.exp(np.where(mask, grid_theta, 0.0)), grid_theta)
+        grid_nat = nonlinear_natural(form, exponent_grid(problem, CHECK_GRID, seed))
         coef, values = profile(problem, grid_nat)
-        floor = 1e-12 * float(np.max(np.abs(problem.y)))
         for g in np.argsort(values)[:2]:
             if not values[g] < value * (1 - 1e-9):
                 break
-            natural = dict(zip(form.nonlinear, grid_nat[g]))
-            natural.update(zip(form.linear, np.maximum(coef[g], floor)))
-            start = form.to_theta(np.array([natural[p] for p in form.params]))
+            start = completed_starts(problem, grid_nat[g], coef[g])[0]
             t2, v2, _, _ = lbfgs(problem, start, Tolerance())
             if v2 < value:
                 theta, value = t2, v2
@@ -117,14 +113,15 @@ def _run_chunk(args: tuple[Any, ...]) -> list[tuple[int, np.ndarray, float]]:
 
 
 def _refit_many(spec: dict[str, Any], X: dict[str, np.ndarray], y: np.ndarray, loss: Loss,
-                groups: np.ndarray | None, theta0: np.ndarray, seed: int,
+                groups: np.ndarray | None, theta0: np.ndarray, bounds: dict[str, Any], seed: int,
                 indices: np.ndarray) -> list[tuple[int, np.ndarray, float]]:
     form = make_form(spec)
+    lower, upper = theta_bounds(form, bounds)
     out = []
     for i in indices:
         rng = np.random.default_rng([seed, i])
         rows = _resample_indices(rng, len(y), groups)
-        problem = Problem(form, {k: v[rows] for k, v in X.items()}, y[rows], loss)
+        problem = Problem(form, {k: v[rows] for k, v in X.items()}, y[rows], loss, lower=lower, upper=upper)
         try:
             theta, value = refit(problem, theta0, seed)
             out.append((i, form.to_natural(theta), value))
@@ -159,7 +156,8 @@ def bootstrap(result: FitResult, n: int = 1000, *, seed: int = 0, by: Literal["r
     loss = Loss(**result.loss)
     theta0 = form.to_theta(result.params)
     chunks = np.array_split(np.arange(n), max(1, min(n, workers * 8)))
-    tasks = [(result.form, X, y, loss, groups, theta0, seed, c) for c in chunks if len(c)]
+    bounds = result.choices.get("bounds") or {}
+    tasks = [(result.form, X, y, loss, groups, theta0, bounds, seed, c) for c in chunks if len(c)]
     found: list[tuple[int, np.ndarray, float]] = []
     bar = None
     if progress:

@@ -17,6 +17,18 @@ from theorylab.fits.forms import Form, make_form
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
 from theorylab.results import Result, result_class
 
+#: scatter plots of a fit draw at most this many rows (a fixed random subset of larger tables)
+MAX_ROWS_SHOWN = 20_000
+
+
+def display_rows(n: int) -> np.ndarray:
+    """The indices of the rows a scatter plot draws: all of them, or a fixed subset of
+    :data:`MAX_ROWS_SHOWN` (seeded, sorted) for larger tables, which would take seconds to draw and
+    show nothing more."""
+    if n <= MAX_ROWS_SHOWN:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, MAX_ROWS_SHOWN, replace=False))
+
 
 @result_class
 class FitResult(Result):
@@ -28,7 +40,9 @@ class FitResult(Result):
     ``aic = n log(RSS/n) + 2P`` and ``bic = n log(RSS/n) + P log n`` use the Gaussian likelihood
     of the residuals in the loss's space.  ``n_reached`` of ``n_starts`` optimiser starts reached
     the best objective (relative distance 1e-7).  ``data`` holds the numeric columns of the rows
-    used (the variables, the response, and e.g. C or a run id).
+    used (the variables, the response, and e.g. C or a run id).  ``warnings`` says why the fit looks
+    suspect (parameters at bounds, undefined or huge standard errors, an alternative optimum, a
+    direction against the law's meaning); empty for a fit with no such sign.
     """
 
     form: dict[str, Any]
@@ -52,6 +66,8 @@ class FitResult(Result):
     choices: dict[str, Any]
     data: dict[str, np.ndarray]
     groups: str | None = None
+    #: why the fit looks suspect, one sentence each (see :mod:`theorylab.fits.diagnostics`)
+    warnings: tuple[str, ...] = ()
 
     # -- access -------------------------------------------------------------------------------
     @property
@@ -156,7 +172,9 @@ class FitResult(Result):
         pred = self.predict()
         lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
         ax.plot([lo, hi], [lo, hi], color=PREDICTED, lw=1, label="y = fit")
-        ax.scatter(y, pred, s=10, color=MEASURED, alpha=0.7, label="runs")
+        rows = display_rows(len(y))
+        label = "runs" if len(rows) == len(y) else f"{len(rows):,} of {len(y):,} rows"
+        ax.scatter(y[rows], pred[rows], s=10, color=MEASURED, alpha=0.7, label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"observed {self.response}")
