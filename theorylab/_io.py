@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,30 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as the indented, key-sorted UTF-8 JSON every theorylab file uses (NaN/inf are rejected)."""
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically (NaN/inf are rejected)."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return atomic_write_bytes(path, json_bytes(obj))
+
+
+def publish_outputs(folder: str | os.PathLike, files: dict[str, bytes], *, owned: Iterable[str]) -> list[Path]:
+    """Write a command's output ``files`` (name -> bytes) into ``folder``, each atomically, and
+    remove the files among ``owned`` (the names the command can write) that this run did not write,
+    so a reused folder holds no stale output of an earlier run (other files are never touched).
+
+    Commands build every output in memory first and publish at the end, so a failed or
+    interrupted command leaves no partial output.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"output folder {folder} is a file")
+    written = [atomic_write_bytes(folder / name, data) for name, data in files.items()]
+    for name in set(owned) - set(files):
+        stale = folder / name
+        if stale.is_file():
+            stale.unlink()
+    return written

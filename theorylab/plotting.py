@@ -15,7 +15,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from theorylab._io import atomic_write_bytes, atomic_write_json
+from theorylab._io import atomic_write_bytes, json_bytes
 from theorylab.provenance import make_meta
 
 STYLE: dict[str, Any] = {
@@ -64,18 +64,29 @@ def save_figure(fig: Any, path: str | Path, *, provenance: dict[str, Any] | None
     """Save ``fig`` as ``path.png`` and ``path.pdf`` (atomically) with ``path.json`` provenance.
 
     ``path`` is given without extension (dots in the name are kept: ``fig.v2`` -> ``fig.v2.png``).  The sidecar records the library version, commit and
-    whatever ``provenance`` adds (command, claim id, scale, seed).
+    whatever ``provenance`` adds (command, claim id, scale, seed).  Returns the image files.
     """
     path = Path(path)
-    written = []
+    files = render_figure(fig, path.name, provenance=provenance, formats=formats)
+    written = [atomic_write_bytes(path.parent / name, data) for name, data in files.items()]
+    return [p for p in written if p.suffix != ".json"]
+
+
+def render_figure(fig: Any, name: str, *, provenance: dict[str, Any] | None = None,
+                  formats: tuple[str, ...] = ("png", "pdf")) -> dict[str, bytes]:
+    """The files :func:`save_figure` writes, in memory: ``{"name.png": bytes, ..., "name.json": bytes}``.
+
+    Identical figures give identical bytes (no creation date in the PDF, no software tag in the PNG).
+    """
+    files = {}
     for fmt in formats:
         buf = io.BytesIO()
         # a fixed creation date keeps the PDF byte-identical between identical runs
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
         fig.savefig(buf, format=fmt, bbox_inches="tight", metadata=metadata)
-        written.append(atomic_write_bytes(Path(f"{path}.{fmt}"), buf.getvalue()))
-    atomic_write_json(Path(f"{path}.json"), make_meta(**(provenance or {})))
-    return written
+        files[f"{name}.{fmt}"] = buf.getvalue()
+    files[f"{name}.json"] = json_bytes(make_meta(**(provenance or {})))
+    return files
 
 
 def close(fig: Any) -> None:

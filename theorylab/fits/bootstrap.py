@@ -26,6 +26,7 @@ from theorylab.fits.losses import Loss
 from theorylab.fits.optimize import (Problem, Tolerance, completed_starts, exponent_grid, lbfgs, nonlinear_natural,
                                      profile, theta_bounds)
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
+from theorylab.progress import bar as progress_bar
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
 
@@ -131,11 +132,12 @@ def _refit_many(spec: dict[str, Any], X: dict[str, np.ndarray], y: np.ndarray, l
 
 
 def bootstrap(result: FitResult, n: int = 1000, *, seed: int = 0, by: Literal["rows", "runs"] = "rows",
-              level: float = 0.95, workers: int = 1, progress: bool = False) -> BootstrapResult:
+              level: float = 0.95, workers: int = 1, progress: bool | None = None) -> BootstrapResult:
     """Refit ``result``'s law on ``n`` resamples; percentile intervals at ``level``.
 
     ``by="runs"`` needs the fit's ``groups`` column (a run id).  ``workers`` processes share the
-    replicates; ``progress`` shows a progress bar (tqdm, on stderr).
+    replicates; ``progress`` shows a progress bar (None: the automatic choice of
+    :func:`theorylab.progress.progress_enabled`, on in Jupyter and on a terminal).
     """
     if not (isinstance(n, (int, np.integer)) and n >= 2):
         raise ValueError(f"n must be an integer >= 2, got {n}")
@@ -159,26 +161,17 @@ def bootstrap(result: FitResult, n: int = 1000, *, seed: int = 0, by: Literal["r
     bounds = result.choices.get("bounds") or {}
     tasks = [(result.form, X, y, loss, groups, theta0, bounds, seed, c) for c in chunks if len(c)]
     found: list[tuple[int, np.ndarray, float]] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc="bootstrap", unit="fit")
-    with Stopwatch() as watch:
+    with Stopwatch() as watch, progress_bar(n, desc="bootstrap", unit="fit", enabled=progress) as bar:
         if workers == 1:
             for task in tasks:
                 found += _run_chunk(task)   # one BLAS thread here too
-                if bar is not None:
-                    bar.update(len(task[-1]))
+                bar.update(len(task[-1]))
         else:
             ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 for part in pool.map(_run_chunk, tasks):
                     found += part
-                    if bar is not None:
-                        bar.update(len(part))
-    if bar is not None:
-        bar.close()
+                    bar.update(len(part))
     found.sort(key=lambda t: t[0])
     reps = np.stack([f[1] for f in found])
     objectives = np.array([f[2] for f in found])

@@ -14,8 +14,6 @@ and raises them as :class:`~theorylab.fits.diagnostics.SuspectFitWarning`.
 """
 from __future__ import annotations
 
-import difflib
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -26,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from theorylab.fits.forms import Form, annealing, broken, chinchilla, expression, kaplan, make_form, power
 from theorylab.fits.losses import Loss, LossName, Reduction, Space
+from theorylab.fits.choices import check_form_name
 from theorylab.fits.diagnostics import SuspectFitWarning, suspect_fit_warnings
 from theorylab.fits.optimize import (
     SEARCH_ROWS,
@@ -44,10 +43,6 @@ from theorylab.fits.result import FitResult
 from theorylab.provenance import Stopwatch, make_meta
 
 Method = Literal["auto", "varpro", "lbfgs"]
-FORM_NAMES = ("chinchilla", "power", "kaplan", "broken", "annealing")
-
-
-_IDENTIFIER = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*$")
 
 
 def resolve_form(form: str | Form | Mapping[str, Any], columns: Sequence[str], x: Sequence[str] | None,
@@ -82,11 +77,7 @@ def resolve_form(form: str | Form | Mapping[str, Any], columns: Sequence[str], x
     if form == "annealing":
         s1, s2 = x if x else ("S1", "S2")
         return annealing(s1, s2)
-    if _IDENTIFIER.match(form):
-        close = difflib.get_close_matches(form.strip().lower(), FORM_NAMES, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ValueError(f"unknown form {form.strip()!r}{hint}; built-in forms: {', '.join(FORM_NAMES)}, "
-                         "or an expression such as 'E + A*N**-alpha'")
+    check_form_name(form)
     from theorylab.fits.expressions import parse_expression
 
     if not x:

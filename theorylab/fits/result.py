@@ -134,7 +134,7 @@ class FitResult(Result):
 
     # -- uncertainty, extrapolation, allocation ---------------------------------------------
     def bootstrap(self, n: int = 1000, seed: int = 0, *, by: Literal["rows", "runs"] = "rows",
-                  level: float = 0.95, workers: int = 1, progress: bool = False) -> Any:
+                  level: float = 0.95, workers: int = 1, progress: bool | None = None) -> Any:
         """Non-parametric bootstrap: refit on ``n`` resamples (see :func:`theorylab.fits.bootstrap.bootstrap`)."""
         from theorylab.fits.bootstrap import bootstrap
 
@@ -163,6 +163,8 @@ class FitResult(Result):
                       + (f", delta {loss['delta']:g}" if loss["name"] == "huber" else "")
                       + f", {loss['space']} scale); AIC {self.aic:.4g}, BIC {self.bic:.4g}; method {self.method}, "
                       f"{self.n_reached} of {self.n_starts} starts reached the best objective."]
+        if self.warnings:
+            lines += ["", "**Suspect fit:**", *(f"- {w}" for w in self.warnings)]
         return "\n".join(lines)
 
     def plot(self, ax: Any = None) -> Any:
