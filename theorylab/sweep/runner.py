@@ -180,7 +180,7 @@ def _record(task: Task, status: str, result: dict[str, Any] | None, error: str |
 # The driver
 # ---------------------------------------------------------------------------------------------
 def sweep(fn: Callable[[Any], Any], configs: Sequence[Any], *, out_dir: str | os.PathLike | None = None,
-          executor: ExecutorSpec = "serial", max_workers: int | None = None, progress: bool = True,
+          executor: ExecutorSpec = "serial", max_workers: int | None = None, progress: bool | None = None,
           rerun_failed: bool = False, version: str | None = None, threads: int | None = 1) -> SweepResult:
     """Run ``fn(config)`` for every configuration; return the records in the order of ``configs``.
 
@@ -195,13 +195,15 @@ def sweep(fn: Callable[[Any], Any], configs: Sequence[Any], *, out_dir: str | os
     of ``fn``'s source in the code version.  ``threads``: the CPU threads each run uses (torch and
     BLAS), the same under every executor so that results agree to the last bit; None leaves the
     thread count alone (faster for one big model run serially, but its numbers then differ in the
-    last bits from a run in a one-thread worker).
+    last bits from a run in a one-thread worker).  ``progress`` shows a bar of the runs (None: the
+    automatic choice of :func:`theorylab.progress.progress_enabled`).
     """
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {type(fn).__name__}")
-    for name, flag in (("progress", progress), ("rerun_failed", rerun_failed)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise ValueError(f"progress must be True, False or None, got {progress!r}")
+    if not isinstance(rerun_failed, bool):
+        raise ValueError(f"rerun_failed must be True or False, got {rerun_failed!r}")
     workers = _check_executor(executor, max_workers)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
