@@ -7,9 +7,10 @@
 * any ``concurrent.futures.Executor`` instance, e.g. :func:`slurm_executor` (submitit, optional) or
   a ``ThreadPoolExecutor``.
 
-Each run sets its own CPU thread count (:func:`cpu_threads`, one thread by default), whatever
-executor runs it: ``n`` workers then use ``n`` cores instead of fighting over them, and a run gives
-bit-for-bit the same numbers in the calling process, in a worker, or on a cluster node.
+Each run sets its own CPU thread count (:class:`theorylab.devices.threads`, one thread by default),
+whatever executor runs it: ``n`` workers then use ``n`` cores instead of fighting over them, and a
+run gives bit-for-bit the same numbers in the calling process, in a worker, or on a cluster node
+(the thread count changes the order of floating-point reductions).
 """
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 
@@ -36,33 +36,6 @@ class SerialExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 -- handed to the caller through the Future
             future.set_exception(exc)
         return future
-
-
-@contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` CPU threads in torch and the BLAS/OpenMP libraries (None: as is).
-
-    The thread count changes the order of floating-point reductions (a matrix product on 2 threads
-    differs from one on 1 thread in the last bits), so fixing it makes a run's result independent
-    of the process that runs it.  The previous counts are restored afterwards.
-    """
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        try:  # numpy's BLAS and other OpenMP pools (scikit-learn depends on threadpoolctl)
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            yield
-        else:
-            with threadpool_limits(threads):
-                yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def process_pool(max_workers: int) -> ProcessPoolExecutor:

@@ -46,7 +46,8 @@ import numpy as np
 
 from theorylab.provenance import Stopwatch, __version__, make_meta
 from theorylab.results import Result, _encode
-from theorylab.sweep.executors import SerialExecutor, cpu_threads, process_pool
+from theorylab.devices import threads as cpu_threads
+from theorylab.sweep.executors import SerialExecutor, process_pool
 from theorylab.sweep.progress import Progress
 from theorylab.sweep.result import SweepResult, decode_record
 from theorylab.sweep.store import CorruptRecord, Store, canonical_json, run_key, sha256_hex, utc_now
