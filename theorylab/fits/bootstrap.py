@@ -28,7 +28,7 @@ from theorylab.fits.optimize import (Problem, Tolerance, completed_starts, expon
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
 from theorylab.progress import bar as progress_bar
 from theorylab.provenance import Stopwatch, make_meta
-from theorylab.results import Result, result_class
+from theorylab.results import HtmlTable, Result, result_class
 
 if TYPE_CHECKING:
     from theorylab.fits.result import FitResult
@@ -65,6 +65,13 @@ class BootstrapResult(Result):
             raise ValueError(f"unknown parameter {name!r}; parameters are {list(self.param_names)}")
         i = self.param_names.index(name)
         return float(self.lower[i]), float(self.upper[i])
+
+    def _html_sections(self) -> list[HtmlTable]:
+        rows = [(name, f"{est:.6g}", f"[{lo:.4g}, {hi:.4g}]", f"{se:.3g}")
+                for name, est, lo, hi, se in zip(self.param_names, self.estimate, self.lower, self.upper, self.stderr)]
+        return [HtmlTable(f"{self.n_resamples - self.n_failed} of {self.n_resamples} resamples by {self.by} "
+                          f"({self.n_failed} failed)",
+                          ("parameter", "full-data fit", f"{self.level:.0%} interval", "bootstrap SE"), rows)]
 
     def plot(self, ax: Any = None, *, pair: tuple[str, str] | None = None) -> Any:
         """Scatter of the replicates of two parameters (default: the last two, e.g. alpha, beta)."""

@@ -19,14 +19,16 @@ from theorylab.plotting import MEASURED, PREDICTED, axes_or_new, new_figure
 
 
 def fit_figure(result: FitResult) -> Any:
-    """Two panels: fitted vs observed (log-log) and residuals (loss's scale) vs fitted value."""
+    """Two panels: fitted vs observed and residuals (loss's scale) vs fitted value (log axes where
+    the values span a decade)."""
     fig, (left, right) = new_figure(2)
     result.plot(left)
     pred = result.predict()
     rows = display_rows(len(pred))
     right.axhline(0.0, color=PREDICTED, lw=1)
     right.scatter(pred[rows], result.residuals[rows], s=10, color=MEASURED, alpha=0.7)
-    right.set_xscale("log")
+    if pred.max() > 10 * pred.min() > 0:
+        right.set_xscale("log")
     right.set_xlabel(f"fitted {result.response}")
     right.set_ylabel(f"residual ({result.loss['space']} scale)")
     right.set_title("residuals")

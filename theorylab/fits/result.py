@@ -15,7 +15,7 @@ from scipy import stats
 
 from theorylab.fits.forms import Form, make_form
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
-from theorylab.results import Result, result_class
+from theorylab.results import HtmlTable, Result, result_class, value_with_error
 
 #: scatter plots of a fit draw at most this many rows (a fixed random subset of larger tables)
 MAX_ROWS_SHOWN = 20_000
@@ -167,8 +167,25 @@ class FitResult(Result):
             lines += ["", "**Suspect fit:**", *(f"- {w}" for w in self.warnings)]
         return "\n".join(lines)
 
+    def _html_sections(self) -> list[HtmlTable]:
+        """The parameters with standard errors, then the fit statistics (as lmfit's fit report)."""
+        params = [(name, value_with_error(v, se), f"{se / abs(v):.1%}" if v and np.isfinite(se) else "")
+                  for name, v, se in zip(self.param_names, self.params, self.stderr)]
+        loss = self.loss
+        objective = (f"{self.objective:.6g} ({loss['reduction']} of {loss['name']}"
+                     + (f" δ={loss['delta']:g}" if loss["name"] == "huber" else "") + f", {loss['space']} scale)")
+        quality = [("law", f"{self.response} = {self.formula}"), ("rows", f"{self.n_points:,}"),
+                   ("objective", objective), ("AIC / BIC", f"{self.aic:.5g} / {self.bic:.5g}"),
+                   ("optimiser", f"{self.method}: {self.n_reached} of {self.n_starts} starts reached the best"
+                                 f"{'' if self.converged else ', not converged'}")]
+        return [HtmlTable(f"{self.form['form']} law", ("parameter", "value ± std. error", "relative"), params),
+                HtmlTable("fit", None, quality)]
+
+    def _html_notes(self) -> list[str]:
+        return [f"Suspect fit: {w}" for w in self.warnings]
+
     def plot(self, ax: Any = None) -> Any:
-        """Fitted against observed values (log-log), with the identity line."""
+        """Fitted against observed values (log-log where they span a decade), with the identity line."""
         ax = axes_or_new(ax)
         y = self.data[self.response]
         pred = self.predict()
@@ -177,8 +194,9 @@ class FitResult(Result):
         rows = display_rows(len(y))
         label = "runs" if len(rows) == len(y) else f"{len(rows):,} of {len(y):,} rows"
         ax.scatter(y[rows], pred[rows], s=10, color=MEASURED, alpha=0.7, label=label)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        if hi > 10 * lo > 0:  # log axes only where the values span a decade (else their labels crowd)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
         ax.set_xlabel(f"observed {self.response}")
         ax.set_ylabel(f"fitted {self.response}")
         ax.set_title(f"{self.form['form']} fit (objective {self.objective:.4g})")
