@@ -1,4 +1,5 @@
-"""Sharded data over 2 gloo processes on CPU gives the single-process full-data operator, estimates and NTK."""
+"""Sharded data over 2 gloo processes on CPU gives the single-process full-data operator, estimates, NTK and
+analyzers."""
 import socket
 
 import numpy as np
@@ -10,7 +11,11 @@ from torch import nn
 
 from theorylab.batches import iter_batches
 from theorylab.curvature import ggn, hessian, spectral_density, top_eigenvalues, trace
+from theorylab.gradients import gradient_statistics
 from theorylab.kernels import empirical_ntk
+from theorylab.metrics import accuracy, mean_loss
+from theorylab.representations import dormant_ratio
+from theorylab.sharpness import adaptive_sharpness, average_sharpness, lambda_max, sam_sharpness
 
 
 def _problem():
@@ -44,6 +49,22 @@ def _measure(model, loss, data, cross, group=None):
         "top": top_eigenvalues(h, 2, tol=1e-10).values,
         "trace": np.array([trace(h, num_probes=12, method="hutch++", seed=3).estimate]),
         "slq": spectral_density(h, num_steps=6, num_probes=2, seed=4).nodes,
+        **_analyzers(model, loss, data, group),
+    }
+
+
+def _analyzers(model, loss, data, group):
+    """Analyzers of the data (sums over batches and ranks): each rank gets the numbers of all the data."""
+    stats = gradient_statistics(model, loss, data, chunk_size=3, process_group=group)
+    return {
+        "lambda_max": np.array([lambda_max(model, loss, data, tol=1e-10, process_group=group).value]),
+        "sam": np.array([sam_sharpness(model, loss, data, rho=0.05, process_group=group).value]),
+        "average": np.array([average_sharpness(model, loss, data, rho=0.05, num_draws=4, process_group=group).value]),
+        "adaptive": np.array([adaptive_sharpness(model, loss, data, rho=0.05, steps=2, process_group=group).value]),
+        "loss": np.array([mean_loss(model, loss, data, process_group=group),
+                          accuracy(model, data, process_group=group)]),
+        "gradients": np.array([stats.coherence, stats.trace_cov, stats.grad_norm_sq, stats.num_examples]),
+        "dormant": dormant_ratio(model, data, layers="1", tau=0.9, process_group=group).scores["1"],
     }
 
 
@@ -55,6 +76,7 @@ def _worker(rank, port, path):
         np.savez(f"{path}/rank{rank}.npz", **_measure(model, loss, shards[rank], _cross_inputs(shards[rank]),
                                                           dist.group.WORLD))
     finally:
+        dist.barrier()  # no rank tears the group down while another still exchanges data with it
         dist.destroy_process_group()
 
 
