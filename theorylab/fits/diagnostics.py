@@ -50,34 +50,39 @@ def suspect_fit_warnings(law: Form, X: Mapping[str, np.ndarray], y: np.ndarray, 
     found = []
     if not report.converged:
         found.append(f"the optimiser did not converge ({report.message})")
-    found += _at_bounds(law, X, y, params, report.theta, lower, upper)
-    found += _uncertain(law, params, stderr, rank)
+    bounded = _at_bounds(law, X, y, params, report.theta, lower, upper)
+    found += [text for _, text in bounded]
+    found += _uncertain(law, params, stderr, rank, skip={name for name, _ in bounded})
     found += _alternative_optimum(law, params, stderr, report, len(y))
     found += _against_direction(law, X, y, response, params)
     return found
 
 
 def _at_bounds(law: Form, X: Mapping[str, np.ndarray], y: np.ndarray, params: np.ndarray, theta: np.ndarray,
-               lower: np.ndarray, upper: np.ndarray) -> list[str]:
+               lower: np.ndarray, upper: np.ndarray) -> list[tuple[str, str]]:
+    """(parameter, warning) for each parameter at a bound."""
     out = []
     for i, name in enumerate(law.params):
         for bound, side in ((lower[i], "lower"), (upper[i], "upper")):
             if np.isfinite(bound) and abs(theta[i] - bound) <= 1e-6 * max(1.0, abs(bound)):
                 value = np.exp(bound) if name in law.positive else bound
-                out.append(f"{name} = {params[i]:.4g} is at its {side} bound {value:.4g}")
+                out.append((name, f"{name} = {params[i]:.4g} is at its {side} bound {value:.4g}"))
     terms = np.abs(law.jacobian(X, params) * params)  # p df/dp: the part of the prediction owed to p
     for i, name in enumerate(law.params):
         if name in law.positive and np.all(terms[:, i] <= NEGLIGIBLE_TERM * np.abs(y)):
-            out.append(f"{name} = {params[i]:.3g} is at its lower limit 0: its term contributes nothing")
+            out.append((name, f"{name} = {params[i]:.3g} is at its lower limit 0: its term contributes nothing"))
     return out
 
 
-def _uncertain(law: Form, params: np.ndarray, stderr: np.ndarray, rank: int) -> list[str]:
+def _uncertain(law: Form, params: np.ndarray, stderr: np.ndarray, rank: int, skip: set[str]) -> list[str]:
+    """Undefined or huge standard errors (``skip``: parameters already reported at a bound)."""
     if rank < len(params):
         return [f"the data do not identify the parameters (Jacobian of rank {rank} for {len(params)} "
                 "parameters): standard errors are undefined"]
     out = []
     for name, value, se in zip(law.params, params, stderr):
+        if name in skip:
+            continue
         if not np.isfinite(se):
             out.append(f"the standard error of {name} is undefined")
         elif se > abs(value):
