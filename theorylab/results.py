@@ -167,7 +167,7 @@ class Result:
         if not rows:
             return ""
         return (f'<details style="margin-top:6px"><summary style="cursor:pointer;color:#555">all fields and '
-                f'provenance</summary>{HtmlTable("", None, rows).html()}</details>')
+                f'provenance</summary>{HtmlTable("", None, rows, wrap=True).html()}</details>')
 
 
 @dataclass(frozen=True)
@@ -177,14 +177,17 @@ class HtmlTable:
     caption: str
     header: tuple[str, ...] | None
     rows: list[tuple[str, ...]]
+    #: let long values wrap (the folded details) instead of keeping each on one line
+    wrap: bool = False
 
     def html(self) -> str:
         caption = (f'<div style="font-weight:600;margin:6px 0 2px">{html.escape(self.caption)}</div>'
                    if self.caption else "")
         head = ("<tr>" + "".join(f'<th style="{_CELL_STYLE};border-bottom:1px solid #999">{html.escape(h)}</th>'
                                  for h in self.header) + "</tr>") if self.header else ""
+        wrap = ";white-space:normal;overflow-wrap:anywhere" if self.wrap else ""
         body = "".join("<tr>" + "".join(
-            f'<td style="{_CELL_STYLE}{";font-weight:600" if i == 0 else ""}">{html.escape(str(c))}</td>'
+            f'<td style="{_CELL_STYLE}{";font-weight:600" if i == 0 else wrap}">{html.escape(str(c))}</td>'
             for i, c in enumerate(row)) + "</tr>" for row in self.rows)
         return f'{caption}<table style="{_TABLE_STYLE}">{head}{body}</table>'
 
