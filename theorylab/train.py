@@ -29,6 +29,7 @@ from theorylab.batches import (Batch, Data, batch_size as size_of, count_samples
 from theorylab.devices import device_of
 from theorylab.metrics import accuracy, mean_loss
 from theorylab.plotting import axes_or_new
+from theorylab.progress import bar as progress_bar
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
 
@@ -134,7 +135,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: floa
           batch_size: int | None = None, momentum: float = 0.0, weight_decay: float = 0.0,
           lr_schedule: Callable[[int], float] | None = None, seed: int = 0, monitors: Sequence[Monitor] = (),
           checkpoint: str | Path | None = None, checkpoint_every: int = 100, stop_loss: float | None = None,
-          device: torch.device | str | None = None) -> TrainResult:
+          device: torch.device | str | None = None, progress: bool | None = None) -> TrainResult:
     """Train ``model`` in place for ``steps`` updates and return the history.
 
     ``optimizer="gd"`` is full-batch gradient descent (``batch_size`` must be None): each step uses
@@ -184,7 +185,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: floa
                 history["monitor_steps"].setdefault(name, []).append(step)
                 history["monitors"].setdefault(name, []).append(float(v))
 
-    with Stopwatch() as watch:
+    with Stopwatch() as watch, progress_bar(steps, initial=start, desc="train", unit="step", enabled=progress) as bar:
         step = start
         while step < steps and not diverged:
             run_monitors(step, last=False)
@@ -211,6 +212,8 @@ def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: floa
                 break
             opt.step()
             step += 1
+            bar.update(1)
+            bar.set_postfix_str(f"loss {loss_value:.4g}", refresh=False)
             if stop_loss is not None and loss_value < stop_loss:
                 break
             if path is not None and step % checkpoint_every == 0:

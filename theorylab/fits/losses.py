@@ -24,10 +24,11 @@ from typing import Literal
 
 import numpy as np
 
+from theorylab.fits.choices import LOSSES
+
 LossName = Literal["huber", "mse", "mae"]
 Space = Literal["log", "raw"]
 Reduction = Literal["sum", "mean"]
-LOSSES = ("huber", "mse", "mae")
 
 
 @dataclass(frozen=True)
