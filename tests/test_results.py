@@ -155,3 +155,17 @@ def test_fit_warnings_are_shown_first():
 def test_repr_of_a_fit_names_its_data_without_dumping_it():
     text = repr(_fit_rows(300))
     assert "data={'N': array(shape=(300,), dtype=float64)" in text and len(text) < 3000
+
+
+def test_a_saved_result_loads_in_a_fresh_process_without_importing_its_module(tmp_path):
+    import subprocess
+    import sys
+
+    from theorylab.fits import fit
+
+    x = np.geomspace(1, 1e4, 12)
+    fit({"x": x, "y": 2.0 + 5.0 * x ** -0.5}, "power", x="x", y="y").save(tmp_path / "fit.json")
+    code = ("from theorylab.results import Result; r = Result.load(r'%s'); print(type(r).__name__)"
+            % (tmp_path / "fit.json"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "FitResult"

@@ -56,6 +56,9 @@ class Result:
         if not isinstance(data, dict) or "type" not in data:
             raise ValueError("not a serialised Result: expected a dict with a 'type' key")
         target = _REGISTRY.get(data["type"])
+        if target is None:  # a class of a module not imported yet (theorylab imports lazily)
+            _import_library()
+            target = _REGISTRY.get(data["type"])
         if target is None:
             raise ValueError(f"unknown Result type {data['type']!r}; import the module that defines it")
         if not issubclass(target, cls):
@@ -250,6 +253,18 @@ def _compact(values: np.ndarray) -> str:
 def _png_width(png: bytes) -> int:
     """The pixel width in a PNG's header."""
     return int.from_bytes(png[16:20], "big")
+
+
+def _import_library() -> None:
+    """Import every module of theorylab that can define a Result (its classes register on import)."""
+    import importlib
+    import pkgutil
+
+    import theorylab
+
+    for module in pkgutil.walk_packages(theorylab.__path__, "theorylab."):
+        if not module.name.startswith(("theorylab.cli", "theorylab.analyses")):
+            importlib.import_module(module.name)
 
 
 def _without_meta(encoded: Any) -> Any:
