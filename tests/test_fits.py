@@ -63,7 +63,7 @@ def test_kaplan_recovers_parameters():
     Nc, Dc, aN, aD = 8.8e13, 5.4e13, 0.076, 0.095
     L = ((Nc / N) ** (aN / aD) + Dc / D) ** aD
     res = fit({"N": N, "D": D, "loss": L}, "kaplan", starts=24)
-    assert res.method == "lbfgs" and res.n_reached >= 1
+    assert res.method == "lbfgs" and res.num_reached >= 1
     np.testing.assert_allclose([res["N_c"], res["D_c"], res["alpha_N"], res["alpha_D"]], [Nc, Dc, aN, aD], rtol=1e-5)
 
 
@@ -138,7 +138,7 @@ def test_gradient_matches_finite_differences(loss, make, chin):
 
 # --- the Chinchilla replication (Besiroglu et al. 2024) ------------------------------------------
 def test_chinchilla_reproduces_epoch_optimum(chin_fit):
-    assert chin_fit.n_points == 240
+    assert chin_fit.num_points == 240
     assert chin_fit.objective == pytest.approx(1.01827402e-3, rel=1e-8)
     for k, v in EPOCH.items():
         assert chin_fit[k] == pytest.approx(v, abs=0.5 * 10 ** (np.floor(np.log10(abs(v))) - 3)), k
@@ -148,13 +148,13 @@ def test_chinchilla_reproduces_epoch_optimum(chin_fit):
 
 def test_varpro_and_multistart_lbfgs_reach_the_same_optimum(chin, chin_fit):
     ms = fit(chin, "chinchilla", method="lbfgs", starts=hoffmann_grid()[::150])
-    assert ms.n_starts == 30 and 1 <= ms.n_reached < 30
+    assert ms.num_starts == 30 and 1 <= ms.num_reached < 30
     assert ms.objective == pytest.approx(chin_fit.objective, rel=1e-9)
     np.testing.assert_allclose(ms.params, chin_fit.params, rtol=1e-5)
 
 
 def test_summed_and_mean_huber_differ_only_through_early_stopping(chin, chin_fit):
-    n = chin_fit.n_points
+    n = chin_fit.num_points
     mean_scaled = fit(chin, "chinchilla", reduction="mean")
     assert mean_scaled.objective * n == pytest.approx(chin_fit.objective, rel=1e-9)
     np.testing.assert_allclose(mean_scaled.params, chin_fit.params, rtol=1e-5)
@@ -175,7 +175,7 @@ def test_bootstrap_intervals_cover_the_truth():
     for rep in range(20):
         rng = np.random.default_rng(100 + rep)
         y = (0.3 + 4.0 * x ** -true_alpha) * np.exp(0.03 * rng.normal(size=x.size))
-        res = fit({"x": x, "loss": y}, "power", loss="mse", grid_size=200, polish=1)
+        res = fit({"x": x, "loss": y}, "power", penalty="mse", grid_size=200, polish=1)
         boot = res.bootstrap(40, seed=rep, level=0.9)
         lo, hi = boot.interval("alpha")
         covered += lo <= true_alpha <= hi
@@ -191,7 +191,7 @@ def test_bootstrap_is_reproducible_and_independent_of_workers(chin_fit):
     one = chin_fit.bootstrap(16, seed=3)
     two = chin_fit.bootstrap(16, seed=3, workers=2)
     np.testing.assert_array_equal(one.replicates, two.replicates)
-    assert one.n_failed == 0 and np.all(one.lower < chin_fit.params) and np.all(chin_fit.params < one.upper)
+    assert one.num_failed == 0 and np.all(one.lower < chin_fit.params) and np.all(chin_fit.params < one.upper)
     band = chin_fit.predict_interval(N=[1e9, 1e12], D=[2e10, 2e13], bootstrap=one)
     replicate_predictions = [chin_fit.law().predict({"N": np.array([1e12]), "D": np.array([2e13])}, p)[0]
                              for p in one.replicates]
@@ -297,7 +297,7 @@ def test_bad_input_is_a_clear_value_error(table, match):
 
 
 def test_bad_options_are_rejected(chin):
-    for kwargs, match in [({"loss": "l2"}, "loss must be"), ({"method": "newton"}, "method must be"),
+    for kwargs, match in [({"penalty": "l2"}, "penalty must be"), ({"method": "newton"}, "method must be"),
                           ({"reduction": "median"}, "reduction"), ({"delta": -1.0}, "delta")]:
         with pytest.raises(ValueError, match=match):
             fit(chin, "chinchilla", **kwargs)
@@ -386,7 +386,7 @@ def test_scale_parameter_form_finds_kaplans_optimum():
 def test_starting_values_and_bounds():
     data = _kaplan_curve()
     started = fit(data, "(Nc/N)**alpha", method="lbfgs", starts=1, init={"Nc": 1e12, "alpha": 0.2})
-    assert started.n_starts == 2 and started["alpha"] == pytest.approx(0.076, abs=1e-3)
+    assert started.num_starts == 2 and started["alpha"] == pytest.approx(0.076, abs=1e-3)
     assert started.choices["init"] == {"Nc": 1e12, "alpha": 0.2}
     with pytest.warns(SuspectFitWarning, match="alpha = 0.1 is at its lower bound 0.1"):
         bounded = fit(data, "(Nc/N)**alpha", bounds={"alpha": (0.1, None)})
@@ -402,7 +402,7 @@ def test_starting_values_and_bounds():
     with pytest.warns(SuspectFitWarning, match="E = 1.5 is at its upper bound"):
         varpro = fit({"N": N, "D": D, "loss": L}, "chinchilla", init={"alpha": 0.3, "beta": 0.3},
                      bounds={"E": (0, 1.5)})
-    assert varpro["E"] == pytest.approx(1.5, rel=1e-9) and varpro.n_starts == 5
+    assert varpro["E"] == pytest.approx(1.5, rel=1e-9) and varpro.num_starts == 5
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -133,7 +133,7 @@ def test_fit_result_view_reads_like_a_fit_report_and_never_dumps_its_data():
         text = re.sub(r'src="data:image/png;base64,[^"]*"', "", view)
         assert view.count("<img") == 1 and len(view) < 150_000
         assert "value ± std. error" in text and all(f">{p}<" in text for p in res.param_names)
-        assert f"{res.n_points:,}" in text and "AIC" in text
+        assert f"{res.num_points:,}" in text and "AIC" in text
         assert len(re.findall(r"\d+\.\d+", text)) < 80           # the few numbers that matter, not the rows
         width = int(re.search(r'<img[^>]* width="(\d+)"', view).group(1))
         assert 300 <= width <= 700                                  # a readable size, never a strip

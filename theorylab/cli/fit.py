@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bounds", nargs="+", type=_interval, metavar="NAME=LOW:HIGH", default=[],
                    help="bounds of parameters, either side may be empty, e.g. --bounds alpha=0: E=1e-3:10 "
                         "(an expression's parameter with LOW > 0 is fitted in log coordinates)")
-    p.add_argument("--loss", choices=LOSSES, default="huber", help="penalty on residuals (default huber)")
+    p.add_argument("--penalty", choices=LOSSES, default="huber", help="penalty on residuals (default huber)")
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
     p.add_argument("--space", choices=("log", "raw"), default="log", help="residuals of log or raw values")
     p.add_argument("--reduction", choices=("sum", "mean"), default="sum", help="sum (default) or mean of penalties")
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SuspectFitWarning)  # printed below, one line each
-        result = fit(table, args.form, x=args.x, y=args.y, loss=args.loss, delta=args.delta, space=args.space,
+        result = fit(table, args.form, x=args.x, y=args.y, penalty=args.penalty, delta=args.delta, space=args.space,
                      reduction=args.reduction, method=args.method, starts=args.starts, breaks=args.breaks,
                      groups=args.group, init=dict(args.init), bounds=dict(args.bounds), seed=args.seed)
     out: dict[str, Any] = {"choices": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
@@ -211,7 +211,7 @@ def _markdown(result: Any, boot: Any, back: Any, optimal: Any, notes: list[str],
     if notes:
         lines += ["", "Notes: " + "; ".join(notes) + "."]
     if boot is not None:
-        lines += ["", (f"Bootstrap ({boot.n_resamples} resamples by {boot.by}, {boot.n_failed} failed): "
+        lines += ["", (f"Bootstrap ({boot.num_resamples} resamples by {boot.by}, {boot.num_failed} failed): "
                        f"{boot.level:.0%} intervals"), "", "| parameter | lower | upper |", "|---|---|---|"]
         lines += [f"| {k} | {lo:.6g} | {hi:.6g} |" for k, lo, hi in zip(boot.param_names, boot.lower, boot.upper)]
     if back is not None:

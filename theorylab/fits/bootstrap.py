@@ -43,7 +43,7 @@ class BootstrapResult(Result):
 
     ``replicates[i]`` are the parameters (``param_names`` order) refitted on resample ``i``;
     ``lower``/``upper`` the ``level`` percentile interval; ``stderr`` the replicates' standard
-    deviation; ``n_failed`` replicates whose refit failed (left out of the intervals).
+    deviation; ``num_failed`` replicates whose refit failed (left out of the intervals).
     """
 
     param_names: tuple[str, ...]
@@ -55,8 +55,8 @@ class BootstrapResult(Result):
     stderr: np.ndarray
     level: float
     by: str
-    n_resamples: int
-    n_failed: int
+    num_resamples: int
+    num_failed: int
     seed: int
 
     def interval(self, name: str) -> tuple[float, float]:
@@ -69,8 +69,8 @@ class BootstrapResult(Result):
     def _html_sections(self) -> list[HtmlTable]:
         rows = [(name, f"{est:.6g}", f"[{lo:.4g}, {hi:.4g}]", f"{se:.3g}")
                 for name, est, lo, hi, se in zip(self.param_names, self.estimate, self.lower, self.upper, self.stderr)]
-        return [HtmlTable(f"{self.n_resamples - self.n_failed} of {self.n_resamples} resamples by {self.by} "
-                          f"({self.n_failed} failed)",
+        return [HtmlTable(f"{self.num_resamples - self.num_failed} of {self.num_resamples} resamples by {self.by} "
+                          f"({self.num_failed} failed)",
                           ("parameter", "full-data fit", f"{self.level:.0%} interval", "bootstrap SE"), rows)]
 
     def plot(self, ax: Any = None, *, pair: tuple[str, str] | None = None) -> Any:
@@ -162,7 +162,7 @@ def bootstrap(result: FitResult, n: int = 1000, *, seed: int = 0, by: Literal["r
     form = result.law()
     X = {v: result.data[v] for v in result.variables}
     y = result.data[result.response]
-    loss = Loss(**result.loss)
+    loss = Loss(**result.penalty)
     theta0 = form.to_theta(result.params)
     chunks = np.array_split(np.arange(n), max(1, min(n, workers * 8)))
     bounds = result.choices.get("bounds") or {}
@@ -189,6 +189,6 @@ def bootstrap(result: FitResult, n: int = 1000, *, seed: int = 0, by: Literal["r
     lower, upper = np.quantile(good, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return BootstrapResult(param_names=result.param_names, estimate=result.params, replicates=good,
                            objectives=objectives[ok], lower=lower, upper=upper, stderr=good.std(axis=0, ddof=1),
-                           level=level, by=by, n_resamples=n, n_failed=int((~ok).sum()), seed=seed,
+                           level=level, by=by, num_resamples=n, num_failed=int((~ok).sum()), seed=seed,
                            meta=make_meta(seed=seed, dtype="float64", device="cpu", workers=workers,
                                           wall_time_s=round(watch.seconds, 3)))

@@ -163,14 +163,15 @@ def _check_duplicates(columns: Mapping[str, np.ndarray]) -> None:
 
 
 def fit(data: Any, form: str | Form | Mapping[str, Any] = "chinchilla", *, x: Sequence[str] | None = None,
-        y: str = "loss", loss: LossName = "huber", delta: float = 1e-3, space: Space = "log",
+        y: str = "loss", penalty: LossName = "huber", delta: float = 1e-3, space: Space = "log",
         reduction: Reduction = "sum", method: Method = "auto", starts: int | np.ndarray = 64,
         grid_size: int = 2500, polish: int = 4, breaks: int = 1, groups: str | None = None,
         init: Mapping[str, float] | None = None, bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
         tolerance: Literal["scaled", "scipy-default"] = "scaled", seed: int = 0) -> FitResult:
     """Fit ``form`` to the rows of ``data`` and return a :class:`FitResult`.
 
-    ``loss``/``delta``/``space``/``reduction``: the objective (:mod:`theorylab.fits.losses`).
+    ``penalty``/``delta``/``space``/``reduction``: the objective, a penalty (Huber with ``delta``, squared or
+    absolute error) on residuals in log or raw ``space``, summed or averaged (:mod:`theorylab.fits.losses`).
     ``method="varpro"``: variable projection with an exponent grid of ``grid_size`` points and
     ``polish`` L-BFGS polishes; ``"lbfgs"``: multi-start L-BFGS from ``starts`` (a count of random
     starts in the form's box, or an array of starting points in optimiser coordinates); ``"auto"``
@@ -197,7 +198,7 @@ def fit(data: Any, form: str | Form | Mapping[str, Any] = "chinchilla", *, x: Se
     law = resolve_form(form, list(columns), x, breaks=breaks, positive=positive)
     theta_bounds(law, bounds)  # names and values checked here, before any work
     init = _starting_values(law, init, bounds)
-    spec = Loss(loss, delta, space, reduction)
+    spec = Loss(penalty, delta, space, reduction)
     used = validate(law, columns, y, spec, groups)
     if method == "varpro" and not law.linear:
         raise ValueError(f"the {law.name} law has no linear coefficients for variable projection; use method='lbfgs'")
@@ -324,8 +325,8 @@ def _result(law: Form, data: dict[str, np.ndarray], response: str, loss: Loss, c
     return FitResult(
         form=law.spec, formula=law.formula(), variables=law.variables, response=response,
         param_names=law.params, params=params, stderr=stderr, covariance=cov, objective=report.objective,
-        aic=float(loglik_term + 2 * k), bic=float(loglik_term + k * np.log(n)), n_points=n, residuals=r,
-        loss=loss.to_dict(), method=method, n_starts=report.n_starts, n_reached=report.n_reached,
+        aic=float(loglik_term + 2 * k), bic=float(loglik_term + k * np.log(n)), num_points=n, residuals=r,
+        penalty=loss.to_dict(), method=method, num_starts=report.num_starts, num_reached=report.num_reached,
         converged=report.converged, choices=dict(choices), data=dict(data), groups=groups,
         warnings=tuple(suspect), meta=make_meta(seed=choices["seed"], dtype="float64", device="cpu", wall_time_s=round(seconds, 4),
                        num_evaluations=report.evaluations, optimizer_message=report.message))

@@ -173,8 +173,8 @@ class OptimumReport:
 
     theta: np.ndarray
     objective: float
-    n_starts: int
-    n_reached: int
+    num_starts: int
+    num_reached: int
     converged: bool
     message: str
     evaluations: int
@@ -239,7 +239,7 @@ def polish_on_all_rows(problem: Problem, search: OptimumReport, tol: Tolerance =
         raise ValueError(f"the {problem.form.name} law is undefined on the full data at the optimum of the "
                          f"{search.search_rows:,}-row search; check the data")
     message = f"{msg} (starts run on {search.search_rows:,} of {problem.n_rows:,} rows, then polished on all)"
-    return OptimumReport(theta, value, search.n_starts, search.n_reached, ok, message,
+    return OptimumReport(theta, value, search.num_starts, search.num_reached, ok, message,
                          search.evaluations + problem.evaluations, search.all_thetas, search.all_objectives,
                          search.search_rows)
 

@@ -30,7 +30,7 @@ def fit_figure(result: FitResult) -> Any:
     if pred.max() > 10 * pred.min() > 0:
         right.set_xscale("log")
     right.set_xlabel(f"fitted {result.response}")
-    right.set_ylabel(f"residual ({result.loss['space']} scale)")
+    right.set_ylabel(f"residual ({result.penalty['space']} scale)")
     right.set_title("residuals")
     return fig
 

@@ -38,7 +38,7 @@ class FitResult(Result):
     ``s^2 (J'J)^-1`` in natural units (J: residual Jacobian, ``s^2 = RSS / (n - P)``; exact for
     least squares, an approximation for Huber and MAE -- prefer :meth:`bootstrap` intervals there).
     ``aic = n log(RSS/n) + 2P`` and ``bic = n log(RSS/n) + P log n`` use the Gaussian likelihood
-    of the residuals in the loss's space.  ``n_reached`` of ``n_starts`` optimiser starts reached
+    of the residuals in the loss's space.  ``num_reached`` of ``num_starts`` optimiser starts reached
     the best objective (relative distance 1e-7).  ``data`` holds the numeric columns of the rows
     used (the variables, the response, and e.g. C or a run id).  ``warnings`` says why the fit looks
     suspect (parameters at bounds, undefined or huge standard errors, an alternative optimum, a
@@ -56,12 +56,12 @@ class FitResult(Result):
     objective: float
     aic: float
     bic: float
-    n_points: int
+    num_points: int
     residuals: np.ndarray
-    loss: dict[str, Any]
+    penalty: dict[str, Any]
     method: str
-    n_starts: int
-    n_reached: int
+    num_starts: int
+    num_reached: int
     converged: bool
     choices: dict[str, Any]
     data: dict[str, np.ndarray]
@@ -125,7 +125,7 @@ class FitResult(Result):
             jac = form.jacobian(Xn, self.params)
             sd = np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", jac, self.covariance, jac), 0.0))
             z = stats.norm.ppf((1 + level) / 2)
-            if self.loss["space"] == "log":
+            if self.penalty["space"] == "log":
                 lo, hi = mean * np.exp(-z * sd / mean), mean * np.exp(z * sd / mean)
             else:
                 lo, hi = mean - z * sd, mean + z * sd
@@ -155,14 +155,14 @@ class FitResult(Result):
     # -- display ------------------------------------------------------------------------------
     def report(self) -> str:
         """A short Markdown report: the law, the parameters with standard errors, the fit quality."""
-        lines = [f"**{self.form['form']}** law `{self.response} = {self.formula}` fitted to {self.n_points} points",
+        lines = [f"**{self.form['form']}** law `{self.response} = {self.formula}` fitted to {self.num_points} points",
                  "", "| parameter | value | std. error |", "|---|---|---|"]
         lines += [f"| {k} | {v:.6g} | {s:.3g} |" for k, v, s in zip(self.param_names, self.params, self.stderr)]
-        loss = self.loss
+        loss = self.penalty
         lines += ["", f"Objective {self.objective:.10g} ({loss['reduction']} of {loss['name']}"
                       + (f", delta {loss['delta']:g}" if loss["name"] == "huber" else "")
                       + f", {loss['space']} scale); AIC {self.aic:.4g}, BIC {self.bic:.4g}; method {self.method}, "
-                      f"{self.n_reached} of {self.n_starts} starts reached the best objective."]
+                      f"{self.num_reached} of {self.num_starts} starts reached the best objective."]
         if self.warnings:
             lines += ["", "**Suspect fit:**", *(f"- {w}" for w in self.warnings)]
         return "\n".join(lines)
@@ -171,12 +171,12 @@ class FitResult(Result):
         """The parameters with standard errors, then the fit statistics (as lmfit's fit report)."""
         params = [(name, value_with_error(v, se), f"{se / abs(v):.1%}" if v and np.isfinite(se) else "")
                   for name, v, se in zip(self.param_names, self.params, self.stderr)]
-        loss = self.loss
+        loss = self.penalty
         objective = (f"{self.objective:.6g} ({loss['reduction']} of {loss['name']}"
                      + (f" δ={loss['delta']:g}" if loss["name"] == "huber" else "") + f", {loss['space']} scale)")
-        quality = [("law", f"{self.response} = {self.formula}"), ("rows", f"{self.n_points:,}"),
+        quality = [("law", f"{self.response} = {self.formula}"), ("rows", f"{self.num_points:,}"),
                    ("objective", objective), ("AIC / BIC", f"{self.aic:.5g} / {self.bic:.5g}"),
-                   ("optimiser", f"{self.method}: {self.n_reached} of {self.n_starts} starts reached the best"
+                   ("optimiser", f"{self.method}: {self.num_reached} of {self.num_starts} starts reached the best"
                                  f"{'' if self.converged else ', not converged'}")]
         return [HtmlTable(f"{self.form['form']} law", ("parameter", "value ± std. error", "relative"), params),
                 HtmlTable("fit", None, quality)]
