@@ -177,7 +177,7 @@ def measure_data_scaling(ctx: Context) -> dict:
 def power_law_extrapolation(sizes: np.ndarray, errors: np.ndarray, new_sizes: np.ndarray) -> np.ndarray:
     """Fit ``error = E + A m^-alpha`` (theorylab.fits, form ``power``, least squares) and evaluate it at ``new_sizes``."""
     res = fit({"m": np.asarray(sizes, dtype=float), "error": np.asarray(errors)}, "power", x=["m"], y="error",
-              loss="mse", seed=0)
+              penalty="mse", seed=0)
     return np.asarray(res.predict(m=np.asarray(new_sizes, dtype=float)))
 
 
