@@ -9,12 +9,18 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 SCALE ?= quick
 DEVICE ?= cpu
+VERIFY_ARGS ?=
 
 .PHONY: verify test bench clean
 
-$(VENV)/.installed: pyproject.toml
+# theorylab alone (what `make verify` needs), then the test extras on top (what `make test` needs)
+$(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.core
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
@@ -25,8 +31,10 @@ $(VENV)/.peers: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps $(PEERS)
 	touch $@
 
-verify: $(VENV)/.installed
-	$(VENV)/bin/theorylab verify --scale $(SCALE)
+# rewrites no recorded file unless a verdict or a number changes; SCALE=full refuses to replace the recorded
+# figures/full/ unless VERIFY_ARGS has --force (or --out DIR)
+verify: $(VENV)/.core
+	$(VENV)/bin/theorylab verify --scale $(SCALE) $(VERIFY_ARGS)
 
 # two single-threaded workers: the tests are many small problems (threads would only contend)
 test: $(VENV)/.peers

@@ -300,7 +300,9 @@ def mlp_digits_run(config: dict[str, Any]) -> dict[str, float]:
     problems (the summed loss has each member's own gradient, and Adam and GD act elementwise), which
     is the same as training each network alone.  Returns the members' mean ``test_error`` (0-1 error on
     the clean test set), its standard deviation ``test_error_sd`` over members, the mean
-    ``train_error`` (on the noisy labels) and ``num_params`` of one network.
+    ``train_error`` (on the noisy labels), ``num_params`` of one network, and each member's errors
+    (``member_test_errors``, ``member_train_errors``: member ``i`` has the same initialisation seed and
+    label noise at every width, so differences across widths can be paired).
     """
     from theorylab.data import load_digits, with_label_noise
     from theorylab.models import MLP
@@ -349,7 +351,8 @@ def mlp_digits_run(config: dict[str, Any]) -> dict[str, float]:
         test = (forward(split.x_test).argmax(-1) != split.y_test[None, :]).double().mean(-1)
         train_err = (forward(split.x_train).argmax(-1) != labels).double().mean(-1)
     return {"test_error": float(test.mean()), "test_error_sd": float(test.std()) if members > 1 else 0.0,
-            "train_error": float(train_err.mean()), "num_params": float(sum(p[0].numel() for p in params))}
+            "train_error": float(train_err.mean()), "num_params": float(sum(p[0].numel() for p in params)),
+            "member_test_errors": test.cpu().tolist(), "member_train_errors": train_err.cpu().tolist()}
 
 
 def random_features_digits_run(config: dict[str, Any]) -> dict[str, float]:

@@ -62,3 +62,10 @@ def symmetric_overparam_tail(t: float | np.ndarray, *, lr: float, excess_rank: i
     if np.any(t <= 0):
         raise ValueError("t must be > 0")
     return excess_rank / (4.0 * lr * lr * t * t)
+
+
+def asymmetric_rate_exponent_bound() -> float:
+    """``2``: asymmetric over-parameterized GD converges at ``exp(-Omega(alpha^2 T))`` (Xiong et al. 2024),
+    so its linear rate is at least ``c alpha^2``: the exponent ``s`` of ``rate ~ alpha^s`` as
+    ``alpha -> 0`` is at most 2 (a bound: ``Omega`` hides the constant and allows faster rates)."""
+    return 2.0
