@@ -6,7 +6,7 @@ import scipy.optimize
 import torch
 from torch import nn
 
-from theorylab.collapse import (class_geometry, collapse_monitor, imbalanced_ufm_geometry, layerwise_collapse,
+from theorylab.collapse import (CollapseResult, class_geometry, imbalanced_ufm_geometry, layerwise_collapse,
                                 model_collapse, neural_collapse)
 from theorylab.data import batches
 from theorylab.models import MLP
@@ -199,12 +199,15 @@ def test_layerwise_collapse_matches_each_layer():
         assert r.nc1[i] == pytest.approx(_reference(h, y)["nc1"], rel=1e-9)
 
 
-def test_collapse_monitor_records_the_measures():
+def test_model_collapse_as_a_monitor_records_the_measures():
+    from theorylab.monitors import monitor
+
     model, x, y = _trained_mlp()
     res = train(model, nn.CrossEntropyLoss(), (x, y), steps=4, lr=0.1,
-                monitors=[collapse_monitor((x, y), classifier="readout", every=2)])
-    assert list(res.monitor_steps["collapse.nc1"]) == [0, 2, 4]
-    assert set(k.split(".")[1] for k in res.monitors) >= {"nc1", "nc3", "nc4", "etf_distance_means"}
+                monitors=[monitor(model_collapse, (x, y), classifier="readout", every=2)])
+    trace = res.monitors["model_collapse"]
+    assert list(trace.steps) == [0, 2, 4]
+    assert all(isinstance(v, CollapseResult) and v.nc3 is not None and v.nc4 is not None for v in trace.values)
 
 
 def _ufm_objective(params, counts, d, lambda_w, lambda_h):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from theorylab.data import batches
-from theorylab.gradients import (coherence, coherence_monitor, distance_from_init, distance_monitor,
+from theorylab.gradients import (coherence, distance_from_init,
                                  gradient_noise_scale, gradient_ranks, gradient_statistics, group_gradient_cosines,
                                  parameter_snapshot, per_example_gradients, per_parameter_snr)
 from theorylab.models import MLP
@@ -157,17 +157,20 @@ def test_analyzers_leave_the_model_untouched():
     assert all(torch.equal(p.grad, torch.ones_like(p)) for p in model.parameters())
 
 
-def test_distance_from_init_and_its_monitor():
+def test_distance_from_init_and_gradient_statistics_as_monitors():
+    from theorylab.monitors import monitor
+
     model, x, y = _classification()
     snapshot = parameter_snapshot(model)
     w0 = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
     res = train(model, nn.CrossEntropyLoss(), (x, y), steps=5, lr=0.1,
-                monitors=[distance_monitor(model, every=5), coherence_monitor(nn.CrossEntropyLoss(), (x, y), every=5)])
+                monitors=[monitor(distance_from_init, parameter_snapshot(model), every=5),
+                          monitor(gradient_statistics, nn.CrossEntropyLoss(), (x, y), every=5)])
     w5 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     assert distance_from_init(model, snapshot) == pytest.approx(float((w5 - w0).norm()), rel=1e-12)
-    assert res.monitors["distance_from_init"][0] == 0.0
-    assert res.monitors["distance_from_init"][-1] == pytest.approx(float((w5 - w0).norm()), rel=1e-12)
-    assert res.monitors["gradients.coherence"].shape == (2,)
+    distance = res.monitors["distance_from_init"].series()
+    assert distance[0] == 0.0 and distance[-1] == pytest.approx(float((w5 - w0).norm()), rel=1e-12)
+    assert res.monitors["gradient_statistics"].series("coherence").shape == (2,)
 
 
 def test_bad_input_gives_clear_errors():

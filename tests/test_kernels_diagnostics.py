@@ -151,8 +151,9 @@ def test_ntk_monitor_during_training(regression_problem):
     """A linear model's NTK never changes: distance to init is 0 at every step, alignment matches."""
     model, x, y, _ = regression_problem
     run = train(model, nn.MSELoss(), (x, y), steps=6, lr=0.1, monitors=[ntk_monitor(x, y, every=3)])
-    np.testing.assert_array_equal(run.monitor_steps["ntk.distance_to_init"], [0, 3, 6])
-    np.testing.assert_allclose(run.monitors["ntk.distance_to_init"], 0.0, atol=1e-14)
-    np.testing.assert_allclose(run.monitors["ntk.relative_change"], 0.0, atol=1e-14)
+    trace = run.monitors["ntk"]
+    np.testing.assert_array_equal(trace.steps, [0, 3, 6])
+    np.testing.assert_allclose(trace.series("distance_to_init"), 0.0, atol=1e-14)
+    np.testing.assert_allclose(trace.series("relative_change"), 0.0, atol=1e-14)
     expected = kernel_alignment(empirical_ntk(model, x), y)
-    np.testing.assert_allclose(run.monitors["ntk.alignment"], expected, rtol=1e-12)
+    np.testing.assert_allclose(trace.series("alignment"), expected, rtol=1e-12)

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from theorylab.data import batches
-from theorylab.representations import (activation_ranks, dormant_monitor, dormant_ratio, fit_power_law,
+from theorylab.representations import (activation_ranks, dormant_ratio, fit_power_law,
                                        layer_activations, matrix_ranks, weight_eigenvalues, weight_ranks,
                                        weight_spectrum)
+from theorylab.monitors import monitor
 from theorylab.train import train
 
 
@@ -75,8 +76,9 @@ def test_dormant_ratio_of_conv_channels_and_the_monitor():
     x = torch.randn(10, 1, 8, 8, dtype=torch.float64)
     y = torch.randint(0, 2, (10,))
     assert dormant_ratio(conv, (x, y), layers="1").dormant_fraction[0] == pytest.approx(0.25, abs=0)
-    res = train(conv, nn.CrossEntropyLoss(), (x, y), steps=2, lr=0.01, monitors=[dormant_monitor((x, y), layers="1")])
-    assert res.monitors["dormant.overall"][0] == pytest.approx(0.25, abs=0)
+    res = train(conv, nn.CrossEntropyLoss(), (x, y), steps=2, lr=0.01,
+                monitors=[monitor(dormant_ratio, (x, y), layers="1")])
+    assert res.monitors["dormant_ratio"].series("overall")[0] == pytest.approx(0.25, abs=0)
 
 
 def test_hooks_are_removed_even_when_the_forward_fails():

@@ -13,7 +13,7 @@ from torch import nn
 
 from theorylab.results import Result
 from theorylab.sharpness import (Sharpness, StabilityRatios, adaptive_sharpness, average_sharpness, lambda_max,
-                                 sam_sharpness, sharpness_monitor, stability_ratios)
+                                 sam_sharpness, stability_ratios)
 from theorylab.train import train
 
 P, N = 5, 24
@@ -178,13 +178,16 @@ def test_bad_input_is_rejected_clearly():
         stability_ratios(model, mse, data, lr=0.0)
 
 
-def test_sharpness_monitor_records_lambda_max_and_ratio():
+def test_lambda_max_as_a_training_monitor():
+    from theorylab.monitors import monitor
+
     model, data, _, _, hess = quadratic(False)
     run = train(model, nn.MSELoss(), data, steps=4, lr=0.05,
-                monitors=[sharpness_monitor(nn.MSELoss(), data, every=2, lr=0.05, tol=1e-10)])
+                monitors=[monitor(lambda_max, nn.MSELoss(), data, every=2, tol=1e-10, seed_from_step=True)])
     top = float(torch.linalg.eigvalsh(hess)[-1])          # the Hessian of a quadratic never changes
-    np.testing.assert_allclose(run.monitors["sharpness.lambda_max"], top, rtol=1e-8)
-    np.testing.assert_allclose(run.monitors["sharpness.stability_ratio"], 0.05 * top / 2, rtol=1e-8)
+    trace = run.monitors["lambda_max"]
+    assert trace.steps.tolist() == [0, 2, 4]
+    np.testing.assert_allclose(trace.series("value"), top, rtol=1e-8)
 
 
 def test_train_mode_sharpness_sees_one_dropout_mask_so_it_vanishes_as_rho_goes_to_zero():

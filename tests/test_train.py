@@ -5,7 +5,11 @@ import torch
 from torch import nn
 
 from theorylab.data import batches
-from theorylab.train import Monitor, accuracy_monitor, loss_monitor, train
+from theorylab.metrics import accuracy, mean_loss
+from theorylab.monitors import Monitor, Trace, monitor
+from theorylab.results import Result
+from theorylab.sharpness import Sharpness, lambda_max
+from theorylab.train import train
 
 
 def _regression(n=40, d=5, seed=0):
@@ -59,14 +63,15 @@ def test_monitors_do_not_disturb_training():
     r1 = train(ref, nn.CrossEntropyLoss(), (x, y), steps=12, lr=0.1, optimizer="sgd", batch_size=10, seed=3)
     torch.manual_seed(5)
     r2 = train(mon, nn.CrossEntropyLoss(), (x, y), steps=12, lr=0.1, optimizer="sgd", batch_size=10, seed=3,
-               monitors=[_noisy_monitor(), loss_monitor(nn.CrossEntropyLoss(), (x, y), every=4),
-                         accuracy_monitor((x, y), every=6)])
+               monitors=[_noisy_monitor(), monitor(mean_loss, nn.CrossEntropyLoss(), (x, y), every=4),
+                         monitor(accuracy, (x, y), every=6)])
     np.testing.assert_array_equal(r1.loss, r2.loss)
     for (n1, t1), (n2, t2) in zip(ref.state_dict().items(), mon.state_dict().items()):
         assert torch.equal(t1, t2), n1
-    assert r2.monitor_steps["noisy.a"].tolist() == [0, 3, 6, 9, 12]
-    assert r2.monitors["noisy.a"].tolist() == [0, 3, 6, 9, 12]
-    assert r2.monitor_steps["accuracy"].tolist() == [0, 6, 12]
+    assert r2.monitors["noisy"].steps.tolist() == [0, 3, 6, 9, 12]
+    assert r2.monitors["noisy"].series("a").tolist() == [0, 3, 6, 9, 12]
+    assert r2.monitors["accuracy"].steps.tolist() == [0, 6, 12]
+    assert r2.monitors["mean_loss"].steps.tolist() == [0, 4, 8, 12]
 
 
 def _interrupter(at_step):
@@ -84,19 +89,19 @@ def test_checkpoint_resume_equals_uninterrupted_run(tmp_path):
     ce = nn.CrossEntropyLoss()
     kwargs = dict(steps=40, lr=0.05, optimizer="adam", batch_size=16, seed=7)
     full = _classifier(seed=1)
-    r_full = train(full, ce, (x, y), monitors=[loss_monitor(ce, (x, y), every=5), _interrupter(None)], **kwargs)
+    r_full = train(full, ce, (x, y), monitors=[monitor(mean_loss, ce, (x, y), every=5), _interrupter(None)], **kwargs)
     ckpt = tmp_path / "run.pt"
     part = _classifier(seed=1)
     with pytest.raises(KeyboardInterrupt):
-        train(part, ce, (x, y), monitors=[loss_monitor(ce, (x, y), every=5), _interrupter(23)],
+        train(part, ce, (x, y), monitors=[monitor(mean_loss, ce, (x, y), every=5), _interrupter(23)],
               checkpoint=ckpt, checkpoint_every=10, **kwargs)
     resumed = _classifier(seed=99)  # a new process: fresh weights, state comes from the checkpoint (step 20)
-    r_res = train(resumed, ce, (x, y), monitors=[loss_monitor(ce, (x, y), every=5), _interrupter(None)],
+    r_res = train(resumed, ce, (x, y), monitors=[monitor(mean_loss, ce, (x, y), every=5), _interrupter(None)],
                   checkpoint=ckpt, checkpoint_every=10, **kwargs)
     np.testing.assert_array_equal(r_full.loss, r_res.loss)
-    np.testing.assert_array_equal(r_full.monitors["loss"], r_res.monitors["loss"])
-    np.testing.assert_array_equal(r_full.monitor_steps["interrupter"], np.arange(41))
-    np.testing.assert_array_equal(r_res.monitor_steps["interrupter"], np.arange(41))
+    np.testing.assert_array_equal(r_full.monitors["mean_loss"].series(), r_res.monitors["mean_loss"].series())
+    np.testing.assert_array_equal(r_full.monitors["interrupter"].steps, np.arange(41))
+    np.testing.assert_array_equal(r_res.monitors["interrupter"].steps, np.arange(41))
     for t1, t2 in zip(full.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(t1, t2)
 
@@ -124,3 +129,26 @@ def test_bad_input_is_a_clear_error():
         train(m, nn.MSELoss(reduction="none"), (x, y), steps=1, lr=0.1)
     with pytest.raises(ValueError, match="batch_size must be in"):
         train(m, nn.MSELoss(), (x, y), steps=1, lr=0.1, optimizer="sgd", batch_size=0)
+
+
+def test_an_analyzer_as_a_monitor_keeps_its_typed_results():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    x = torch.randn(20, 4, dtype=torch.float64)
+    y = x[:, :1] ** 2
+    run = train(model, nn.MSELoss(), (x, y), steps=6, lr=0.05,
+                monitors=[monitor(lambda_max, nn.MSELoss(), (x, y), every=3, tol=1e-8, seed_from_step=True)])
+    trace = run.monitors["lambda_max"]
+    assert isinstance(trace, Trace) and trace.steps.tolist() == [0, 3, 6]
+    assert all(isinstance(v, Sharpness) for v in trace.values)
+    assert trace.values[1].meta["seed"] == 3  # a fresh, reproducible start at every step
+    np.testing.assert_array_equal(trace.series("value"), [v.value for v in trace.values])
+    assert lambda_max(model, nn.MSELoss(), (x, y), tol=1e-8, seed=6).value == pytest.approx(trace.values[-1].value,
+                                                                                          rel=1e-6)
+    back = Result.from_dict(run.to_dict())
+    assert back == run and isinstance(back.monitors["lambda_max"].values[0], Sharpness)
+    with pytest.raises(ValueError, match="name the key or field"):
+        trace.series()
+    with pytest.raises(ValueError, match="different names"):
+        train(model, nn.MSELoss(), (x, y), steps=1, lr=0.05,
+              monitors=[monitor(mean_loss, nn.MSELoss(), (x, y)), monitor(mean_loss, nn.MSELoss(), (x, y))])

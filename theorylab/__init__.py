@@ -18,7 +18,7 @@ The public API, grouped (names load on first use, so ``import theorylab`` stays 
 * fits: :func:`fit` (scaling laws), :func:`fit_rate` (polynomial vs exponential convergence),
   :func:`double_descent`;
 * theory: the closed-form predictions live in :mod:`theorylab.theory`;
-* training and sweeps: :class:`Monitor`, :func:`grid` (and ``theorylab.train.train``,
+* training and sweeps: :class:`Monitor`, :func:`monitor` (any analyzer as a training monitor), :func:`grid` (and ``theorylab.train.train``,
   ``theorylab.sweep.sweep``: their modules share their names, so they are not re-exported here);
 * results and claims: :class:`Result`, :func:`verify`, :func:`load_analyses`;
 * CPU threads: :class:`threads` (``with theorylab.threads(1): ...``; importing theorylab changes none).
@@ -55,7 +55,7 @@ _API: dict[str, str] = {
     "fit_rate": "theorylab.rates",
     "double_descent": "theorylab.doubledescent",
     # training and sweeps
-    "Monitor": "theorylab.train",
+    **dict.fromkeys(["Monitor", "monitor"], "theorylab.monitors"),
     "grid": "theorylab.sweep",
     # claims
     **dict.fromkeys(["verify", "load_analyses"], "theorylab.claims"),

@@ -518,22 +518,3 @@ def imbalanced_ufm_geometry(class_counts: Sequence[int], *, lambda_w: float, lam
     return UFMGeometry(class_counts=counts.astype(np.int64), lambda_w=float(lambda_w), lambda_h=float(lambda_h),
                        classifier_norms=s, feature_norms=s / (s2 + n * lambda_h), collapsed=s2 == 0,
                        meta=make_meta())
-
-
-# ---------------------------------------------------------------------------------------------
-# Monitor for theorylab.train
-# ---------------------------------------------------------------------------------------------
-def collapse_monitor(data: Data, *, classifier: LayerSpec, layer: LayerSpec | None = None, site: Site = "input",
-                     num_classes: int | None = None, name: str = "collapse", every: int = 1):
-    """Monitor of NC1, the NC2 measures, NC3 and NC4 of :func:`model_collapse` over ``data``."""
-    from theorylab.train import Monitor
-
-    keys = ("nc1", "nc1_trace_ratio", "equinorm_means", "equiangularity", "max_angle_deviation",
-            "etf_distance_means", "equinorm_classifier", "etf_distance_classifier", "nc3", "nc4")
-
-    def measure(model: nn.Module, step: int) -> dict[str, float]:
-        r = model_collapse(model, data, layer=layer, site=site, classifier=classifier, num_classes=num_classes,
-                           mode="keep")
-        return {k: float(getattr(r, k)) for k in keys if getattr(r, k) is not None}
-
-    return Monitor(name, measure, every)

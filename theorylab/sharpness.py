@@ -320,26 +320,3 @@ def average_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: flo
         gaps[i] = fn.mean_loss(delta) - base
     return _result("average", float(gaps.mean()), float(gaps.std(ddof=1) / math.sqrt(num_draws)), fn, base,
                    num_draws + 1, rho=rho, norm="gaussian", adaptive=adaptive, offset=offset)
-
-
-# ---------------------------------------------------------------------------------------------
-# Training monitor
-# ---------------------------------------------------------------------------------------------
-def sharpness_monitor(loss_fn: LossFn, data: Data, *, every: int = 1, lr: float | None = None,
-                      name: str = "sharpness", params: ParamSpec = None, mode: Mode = "eval",
-                      tol: float = 1e-4) -> Any:
-    """A training monitor: ``lambda_max`` of the loss on ``data`` every ``every`` steps.
-
-    With ``lr`` it also reports ``stability_ratio = lr lambda_max / 2``.  Lanczos starts from a
-    seed equal to the step, so runs are reproducible.
-    """
-    from theorylab.train import Monitor
-
-    if lr is not None and not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-
-    def measure(model: nn.Module, step: int) -> dict[str, float]:
-        lam = lambda_max(model, loss_fn, data, params=params, mode=mode, tol=tol, seed=step).value
-        return {"lambda_max": lam} if lr is None else {"lambda_max": lam, "stability_ratio": lr * lam / 2}
-
-    return Monitor(name, measure, every=every, mode=mode)

@@ -2,8 +2,9 @@
 
 ``train`` runs full-batch gradient descent (``optimizer="gd"``), mini-batch SGD or Adam on a model
 in place, over the batches analyzers take (tuple or dict batches, :mod:`theorylab.batches`) and with
-the same output adapter (a HuggingFace ``ModelOutput`` trains on its ``logits``).  Monitors measure the model every ``k`` steps (the top Hessian eigenvalue, a kernel, a
-collapse metric ...) inside :func:`theorylab._state.preserved`, so they never disturb training:
+the same output adapter (a HuggingFace ``ModelOutput`` trains on its ``logits``).  Monitors
+(:mod:`theorylab.monitors`) measure the model every ``k`` steps (the top Hessian eigenvalue, a kernel,
+a collapse metric ...) inside :func:`theorylab._state.preserved`, so they never disturb training:
 the train/eval modes, BatchNorm buffers, ``.grad`` and the global RNGs are what they were.  Batch
 order comes from the loop's own generator, seeded by ``seed``; checkpoints store it with the
 global torch RNG (dropout), so a resumed run continues exactly as the uninterrupted run would have.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,12 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from theorylab._io import atomic_write_bytes
-from theorylab._state import Mode, preserved
+from theorylab._state import preserved
 from theorylab.adapters import model_output
 from theorylab.batches import (Batch, Data, batch_size as size_of, count_samples, iter_batches, move_batch, parts,
                                slice_batch)
 from theorylab.devices import device_of
-from theorylab.metrics import accuracy, mean_loss
+from theorylab.monitors import Monitor, Trace
 from theorylab.plotting import axes_or_new
 from theorylab.progress import bar as progress_bar
 from theorylab.provenance import Stopwatch, make_meta
@@ -37,59 +37,31 @@ Optimizer = Literal["gd", "sgd", "adam"]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
-@dataclass
-class Monitor:
-    """Measure ``fn(model, step)`` at step 0, every ``every`` steps and at the last step.
-
-    ``fn`` returns a float or a dict of floats (stored as ``name`` or ``name.key``).  It runs with
-    the model in ``mode`` inside :func:`preserved`, so it cannot disturb training.
-    """
-
-    name: str
-    fn: Callable[[nn.Module, int], float | dict[str, float]]
-    every: int = 1
-    mode: Mode = "eval"
-
-    def __post_init__(self) -> None:
-        if self.every < 1:
-            raise ValueError(f"monitor {self.name!r}: every must be >= 1, got {self.every}")
-
-
-def loss_monitor(loss_fn: LossFn, data: Data, *, name: str = "loss", every: int = 1) -> Monitor:
-    """The sample-weighted mean loss over ``data`` (e.g. the full training set or a test set)."""
-    return Monitor(name, lambda model, step: mean_loss(model, loss_fn, data), every)
-
-
-def accuracy_monitor(data: Data, *, name: str = "accuracy", every: int = 1) -> Monitor:
-    """Classification accuracy (argmax of the outputs) over ``data``."""
-    return Monitor(name, lambda model, step: accuracy(model, data), every)
-
-
 @result_class
 class TrainResult(Result):
     """The history of a training run.
 
     ``loss[i]`` is the training loss at step ``steps[i]`` before the update (the mini-batch loss for
-    SGD/Adam with mini-batches, the full-data loss for GD); ``monitors[key]`` was measured at
-    ``monitor_steps[key]``.
+    SGD/Adam with mini-batches, the full-data loss for GD); ``monitors[name]`` is the
+    :class:`~theorylab.monitors.Trace` of the monitor of that name (its steps and what it returned).
     """
 
     steps: np.ndarray
     loss: np.ndarray
     lr: np.ndarray
-    monitor_steps: dict[str, np.ndarray]
-    monitors: dict[str, np.ndarray]
+    monitors: dict[str, Trace]
     optimizer: str
     batch_size: int | None
     diverged: bool
     final_step: int
 
-    def plot(self, ax: Any = None, *, keys: Sequence[str] = ()) -> Any:
-        """Training loss against step (log scale), with the monitors named in ``keys``."""
+    def plot(self, ax: Any = None, *, monitors: Sequence[str] = ()) -> Any:
+        """Training loss against step (log scale), with the number-valued monitors named in ``monitors``."""
         ax = axes_or_new(ax)
         ax.plot(self.steps, self.loss, label="train loss")
-        for key in keys:
-            ax.plot(self.monitor_steps[key], self.monitors[key], label=key)
+        for name in monitors:
+            trace = self.monitors[name]
+            ax.plot(trace.steps, trace.series(), label=name)
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.legend()
@@ -165,8 +137,9 @@ def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: floa
     opt = _make_optimizer(optimizer, params, lr, momentum, weight_decay)
     generator = torch.Generator().manual_seed(seed)
     stream = _BatchStream(data, batch_size, generator)
-    history: dict[str, Any] = {"steps": [], "loss": [], "lr": [], "monitor_steps": {}, "monitors": {},
-                               "monitored": {}}
+    history: dict[str, Any] = {"steps": [], "loss": [], "lr": [], "monitors": {m.name: ([], []) for m in monitors}}
+    if len(history["monitors"]) != len(monitors):
+        raise ValueError(f"monitors need different names, got {[m.name for m in monitors]}")
     start, diverged = 0, False
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
@@ -174,16 +147,12 @@ def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: floa
 
     def run_monitors(step: int, last: bool) -> None:
         for m in monitors:
-            done = history["monitored"].setdefault(m.name, [])
+            done, values = history["monitors"][m.name]
             if (step % m.every and not last) or step in done:
                 continue
-            done.append(step)
             with preserved(model, mode=m.mode):
-                value = m.fn(model, step)
-            for key, v in (value.items() if isinstance(value, dict) else [(None, value)]):
-                name = m.name if key is None else f"{m.name}.{key}"
-                history["monitor_steps"].setdefault(name, []).append(step)
-                history["monitors"].setdefault(name, []).append(float(v))
+                values.append(m.fn(model, step))
+            done.append(step)
 
     with Stopwatch() as watch, progress_bar(steps, initial=start, desc="train", unit="step", enabled=progress) as bar:
         step = start
@@ -225,8 +194,8 @@ def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: floa
     return TrainResult(
         steps=np.asarray(history["steps"], dtype=np.int64), loss=np.asarray(history["loss"]),
         lr=np.asarray(history["lr"]),
-        monitor_steps={k: np.asarray(v, dtype=np.int64) for k, v in history["monitor_steps"].items()},
-        monitors={k: np.asarray(v) for k, v in history["monitors"].items()},
+        monitors={name: Trace(name=name, steps=np.asarray(done, dtype=np.int64), values=list(values))
+                  for name, (done, values) in history["monitors"].items()},
         optimizer=optimizer, batch_size=batch_size, diverged=diverged, final_step=step,
         meta=make_meta(seed=seed, lr=lr, steps=steps, wall_time_s=round(watch.seconds, 3), device=device))
 

@@ -16,7 +16,8 @@ from theorylab.claims.figures import legend_outside, measured_shades, prediction
 from theorylab.data import load_digits
 from theorylab.models import MLP
 from theorylab.plotting import new_figure
-from theorylab.sharpness import sharpness_monitor
+from theorylab.monitors import monitor
+from theorylab.sharpness import lambda_max
 from theorylab.theory import gd_sharpness_threshold
 from theorylab.train import train
 
@@ -40,9 +41,10 @@ def measure_edge_of_stability(ctx: Context) -> dict:
             if ctx.control:  # hidden layers frozen: a linear model in fixed features, whose Hessian cannot sharpen
                 model.hidden_layers.requires_grad_(False)
             run = train(model, mse, (x, y), steps=steps, lr=eta, optimizer="gd",
-                        monitors=[sharpness_monitor(mse, (x, y), every=every, tol=1e-3)])
-            runs.append({"seed": seed, "eta": eta, "steps": run.monitor_steps["sharpness.lambda_max"],
-                         "sharpness": run.monitors["sharpness.lambda_max"], "loss": run.loss[::every],
+                        monitors=[monitor(lambda_max, mse, (x, y), every=every, tol=1e-3, seed_from_step=True)])
+            trace = run.monitors["lambda_max"]
+            runs.append({"seed": seed, "eta": eta, "steps": trace.steps, "sharpness": trace.series("value"),
+                         "loss": run.loss[::every],
                          "diverged": run.diverged})
     return {"n": n, "widths": widths, "step_sizes": step_sizes, "seeds": seeds, "runs": runs}
 

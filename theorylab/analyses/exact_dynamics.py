@@ -19,7 +19,8 @@ from theorylab.plotting import new_figure
 from theorylab.rates import fit_rate
 from theorylab.theory import (asymmetric_rate_exponent_bound, gd_risk, saxe_learning_time, saxe_mode_strength,
                               symmetric_overparam_tail)
-from theorylab.train import Monitor, train
+from theorylab.monitors import Monitor
+from theorylab.train import train
 
 # ---------------------------------------------------------------------------------------------
 # 1. Overtraining is worst at #parameters = #samples (Advani & Saxe 2017)
@@ -178,7 +179,8 @@ def _saxe_run(ctx: Context, seed: int, lr: float) -> tuple[np.ndarray, np.ndarra
     loss = lambda out, target: 0.5 * ((out - target) ** 2).sum(dim=1).mean()  # noqa: E731 -- (1/2)E|y - W x|^2
     res = train(model, loss, (x.to(ctx.device), y.to(ctx.device)), steps=steps, lr=lr, optimizer="gd",
                 monitors=[Monitor("u", modes, every=ctx.pick(10, 20))])
-    return res.monitor_steps["u.0"].astype(float), np.stack([res.monitors[f"u.{i}"] for i in range(len(s))])
+    trace = res.monitors["u"]
+    return trace.steps.astype(float), np.stack([trace.series(str(i)) for i in range(len(s))])
 
 
 def measure_deep_linear(ctx: Context) -> dict:

@@ -17,12 +17,14 @@ from theorylab.claims import (Context, Judgement, Mutation, bound, claim, effect
 from theorylab.claims.figures import band, legend_outside, log_axis, measured_shades, prediction
 from theorylab.curvature import hessian
 from theorylab.data import load_digits
-from theorylab.gradients import coherence_monitor, distance_monitor, per_example_gradients
+from theorylab.gradients import distance_from_init, gradient_statistics, parameter_snapshot, per_example_gradients
 from theorylab.models import MLP
 from theorylab.plotting import new_figure
 from theorylab.theory import (critical_batch_size, diffusion_exponent, free_diffusion_exponent, steps_to_target,
                               ultra_slow_distance)
-from theorylab.train import accuracy_monitor, loss_monitor, train
+from theorylab.metrics import accuracy, mean_loss
+from theorylab.monitors import monitor
+from theorylab.train import train
 
 # ---------------------------------------------------------------------------------------------
 # 1. Coherent gradients
@@ -40,9 +42,11 @@ def _coherence_run(ctx: Context, seed: int, labels: str) -> dict:
     ce = nn.CrossEntropyLoss()
     model = MLP(64, ctx.pick([128], [512, 512]), 10, seed=seed).to(ctx.device)
     res = train(model, ce, (x, y), steps=steps, lr=0.05, optimizer="sgd", batch_size=64, seed=seed,
-                monitors=[coherence_monitor(ce, (x[:m], y[:m]), every=every), accuracy_monitor((x, y), every=every)])
-    return {"steps": res.monitor_steps["gradients.coherence"], "coherence": res.monitors["gradients.coherence"],
-            "accuracy": res.monitors["accuracy"]}
+                monitors=[monitor(gradient_statistics, ce, (x[:m], y[:m]), every=every, mode="keep"),
+                          monitor(accuracy, (x, y), every=every)])
+    statistics = res.monitors["gradient_statistics"]
+    return {"steps": statistics.steps, "coherence": statistics.series("coherence"),
+            "accuracy": res.monitors["accuracy"].series()}
 
 
 def measure_coherent_gradients(ctx: Context) -> dict:
@@ -158,10 +162,11 @@ def measure_diffusion(ctx: Context) -> dict:
             continue
         ce = nn.CrossEntropyLoss()
         res = train(model, ce, data, steps=steps, lr=0.1, optimizer="sgd", batch_size=batch, seed=seed,
-                    monitors=[distance_monitor(model, every=every), loss_monitor(ce, data, every=epoch)])
-        at = res.monitor_steps["distance_from_init"]
-        distances.append(res.monitors["distance_from_init"][np.searchsorted(at, grid)])
-        losses.append(np.interp(grid, res.monitor_steps["loss"], res.monitors["loss"]))
+                    monitors=[monitor(distance_from_init, parameter_snapshot(model), every=every),
+                              monitor(mean_loss, ce, data, every=epoch)])
+        distance, loss = res.monitors["distance_from_init"], res.monitors["mean_loss"]
+        distances.append(distance.series()[np.searchsorted(distance.steps, grid)])
+        losses.append(np.interp(grid, loss.steps, loss.series()))
     return {"seeds": seeds, "t": grid, "distance": np.array(distances), "training_loss": np.array(losses)}
 
 

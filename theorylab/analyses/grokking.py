@@ -28,7 +28,9 @@ from theorylab.claims.figures import band, legend_outside, measured_shades, pred
 from theorylab.kernels import ntk_monitor
 from theorylab.models import MLP
 from theorylab.plotting import new_figure
-from theorylab.train import loss_monitor, train
+from theorylab.metrics import mean_loss
+from theorylab.monitors import monitor
+from theorylab.train import train
 
 GENERALISED = 0.1  # test loss below 10% of the target variance (R^2 >= 0.9)
 FITTED = 0.1       # training loss below 10% of the target variance
@@ -70,13 +72,15 @@ def measure_grokking(ctx: Context) -> dict:
             if ctx.control:  # random features: the function moves identically for every alpha
                 net.hidden_layers.requires_grad_(False)
             run = train(Centered(net, alpha).to(ctx.device), lambda out, t, a=alpha: mse(out, t) / a ** 2, (x, y),
-                        steps=steps, lr=0.5, monitors=[loss_monitor(mse, (x, y), name="train", every=every),
-                                                       loss_monitor(mse, (x_test, y_test), name="test", every=every),
-                                                       ntk_monitor(x, y, every=every * 10, params="net")])
-            runs.append({"seed": seed, "alpha": alpha, "steps": run.monitor_steps["train"],
-                         "train": run.monitors["train"], "test": run.monitors["test"],
-                         "alignment_steps": run.monitor_steps["ntk.centered_alignment"],
-                         "alignment": run.monitors["ntk.centered_alignment"], "variance": float(y_test.var())})
+                        steps=steps, lr=0.5,
+                        monitors=[monitor(mean_loss, mse, (x, y), name="train", every=every),
+                                  monitor(mean_loss, mse, (x_test, y_test), name="test", every=every),
+                                  ntk_monitor(x, y, every=every * 10, params="net")])
+            ntk = run.monitors["ntk"]
+            runs.append({"seed": seed, "alpha": alpha, "steps": run.monitors["train"].steps,
+                         "train": run.monitors["train"].series(), "test": run.monitors["test"].series(),
+                         "alignment_steps": ntk.steps, "alignment": ntk.series("centered_alignment"),
+                         "variance": float(y_test.var())})
     return {"seeds": seeds, "alphas": list(ALPHAS), "steps": steps, "every": every, "runs": runs}
 
 

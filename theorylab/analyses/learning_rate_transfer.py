@@ -22,7 +22,8 @@ from theorylab.claims.figures import legend_outside, measured_shades, prediction
 from theorylab.data import load_digits
 from theorylab.models import MLP
 from theorylab.plotting import new_figure
-from theorylab.sharpness import lambda_max, sharpness_monitor
+from theorylab.monitors import monitor
+from theorylab.sharpness import lambda_max
 from theorylab.theory import gd_sharpness_threshold
 from theorylab.train import train
 
@@ -43,9 +44,9 @@ def _trajectories(ctx: Context, par: str, seed: int, widths: list[int], data: tu
     out = {"lr": lr, "sharpness": []}
     for width in widths:
         run = train(model(width, seed + 1), mse, data, steps=steps, lr=lr,
-                    monitors=[sharpness_monitor(mse, data, every=ctx.pick(50, 100), tol=1e-2)])
-        out["steps"] = run.monitor_steps["sharpness.lambda_max"]
-        out["sharpness"].append(run.monitors["sharpness.lambda_max"])
+                    monitors=[monitor(lambda_max, mse, data, every=ctx.pick(50, 100), tol=1e-2, seed_from_step=True)])
+        out["steps"] = run.monitors["lambda_max"].steps
+        out["sharpness"].append(run.monitors["lambda_max"].series("value"))
     return out
 
 

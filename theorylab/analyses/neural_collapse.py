@@ -12,12 +12,14 @@ from theorylab.claims import (Context, Judgement, Mutation, bound, claim, effect
                               precondition, undecided)
 from theorylab.claims.figures import (band, figure_legend, legend_outside, log_axis, measured_shades, prediction,
                                       prediction_level)
-from theorylab.collapse import class_geometry, collapse_monitor, neural_collapse
+from theorylab.collapse import class_geometry, model_collapse, neural_collapse
 from theorylab.data import load_digits
 from theorylab.models import MLP
 from theorylab.plotting import new_figure
 from theorylab.theory import imbalanced_ufm_norms, ufm_global_objective
-from theorylab.train import accuracy_monitor, train
+from theorylab.metrics import accuracy
+from theorylab.monitors import monitor
+from theorylab.train import train
 
 # ---------------------------------------------------------------------------------------------
 # 1. Terminal phase of training (Papyan, Han & Donoho 2020)
@@ -40,10 +42,11 @@ def measure_terminal_phase(ctx: Context) -> dict:
             model.hidden_layers.requires_grad_(False)
         res = train(model, nn.CrossEntropyLoss(), (x, y), steps=steps, lr=0.05, optimizer="sgd", batch_size=128,
                     momentum=0.9, weight_decay=5e-4, seed=seed,
-                    monitors=[collapse_monitor((x, y), classifier="readout", every=every),
-                              accuracy_monitor((x, y), every=every)])
-        runs.append({"steps": res.monitor_steps["accuracy"], "accuracy": res.monitors["accuracy"],
-                     **{k: res.monitors[f"collapse.{k}"] for k in MEASURES}})
+                    monitors=[monitor(model_collapse, (x, y), classifier="readout", every=every),
+                              monitor(accuracy, (x, y), every=every)])
+        collapse = res.monitors["model_collapse"]
+        runs.append({"steps": collapse.steps, "accuracy": res.monitors["accuracy"].series(),
+                     **{k: collapse.series(k) for k in MEASURES}})
     return {"seeds": seeds, "runs": runs}
 
 

@@ -30,7 +30,9 @@ from theorylab.fits.reference import hoffmann_fit
 from theorylab.models import MLP
 from theorylab.plotting import new_figure
 from theorylab.theory import epoch_chinchilla_fit
-from theorylab.train import loss_monitor, train
+from theorylab.metrics import mean_loss
+from theorylab.monitors import monitor
+from theorylab.train import train
 
 # ---------------------------------------------------------------------------------------------
 # 1. Chinchilla replication
@@ -303,11 +305,12 @@ def measure_annealing(ctx: Context) -> dict:
             model = MLP(16, [64], 1, seed=seed).to(ctx.device)
             run = train(model, mse, data, steps=steps, lr=LR, optimizer="sgd", batch_size=BATCH,
                         lr_schedule=lambda t, shape=shape: float(shape[t]), seed=seed,
-                        monitors=[loss_monitor(mse, data, every=every)])
+                        monitors=[monitor(mean_loss, mse, data, every=every)])
             s1, s2 = annealing_features(LR * shape)
-            at = run.monitor_steps["loss"]
+            at = run.monitors["mean_loss"].steps
             keep = at >= 5 * every  # past the initial transient
-            curves[name] = {"step": at[keep], "S1": s1[at[keep]], "S2": s2[at[keep]], "loss": run.monitors["loss"][keep]}
+            curves[name] = {"step": at[keep], "S1": s1[at[keep]], "S2": s2[at[keep]],
+                            "loss": run.monitors["mean_loss"].series()[keep]}
         runs.append(curves)
     return {"seeds": seeds, "runs": runs}
 

@@ -21,7 +21,7 @@ from theorylab.kernels.empirical import KernelLike, empirical_ntk, kernel_tensor
 from theorylab.plotting import axes_or_new
 from theorylab.provenance import make_meta
 from theorylab.results import Result, result_class
-from theorylab.train import Monitor
+from theorylab.monitors import Monitor
 
 
 def _square_kernel(name: str, k: KernelLike) -> Tensor:
