@@ -19,8 +19,12 @@ Imports nothing but numpy, scipy and sympy.
 * :mod:`~theorylab.theory.double_descent`: where the double-descent peak sits (Nakkiran et al. 2019;
   Belkin et al. 2019).
 * :mod:`~theorylab.theory.scaling_laws`: published scaling-law fits (Besiroglu et al. 2024).
+* :mod:`~theorylab.theory.batch_size`: the largest stable learning rate against the batch size (Granziol et
+  al. 2022) and the mean-square limit of SGD on least squares.
+* :mod:`~theorylab.theory.schedules`: the last-iterate bound of a learning-rate schedule (Defazio et al. 2023).
 """
 from theorylab.theory.batch_hessian import batch_hessian_excess_exponents
+from theorylab.theory.batch_size import max_lr_batch_exponent, sgd_mean_square_lr_limit
 from theorylab.theory.deep_linear import saxe_learning_time, saxe_mode_strength, saxe_mode_strength_symbolic
 from theorylab.theory.diffusion import diffusion_exponent, free_diffusion_exponent, ultra_slow_distance
 from theorylab.theory.double_descent import interpolation_threshold, random_features_peak
@@ -33,10 +37,12 @@ from theorylab.theory.matrix_sensing import (asymmetric_rate_exponent_bound, exc
 from theorylab.theory.neural_collapse import imbalanced_ufm_norms, ufm_global_objective
 from theorylab.theory.noise_scale import critical_batch_size, steps_to_target
 from theorylab.theory.scaling_laws import epoch_chinchilla_fit
+from theorylab.theory.schedules import last_iterate_bound
 from theorylab.theory.stability import gd_sharpness_threshold, sgd_trace_threshold
 from theorylab.theory.wide_networks import lazy_change_exponent_bound, ntk_fluctuation_exponent
 
 __all__ = [
+    "last_iterate_bound", "max_lr_batch_exponent", "sgd_mean_square_lr_limit",
     "asymmetric_rate_exponent_bound", "batch_hessian_excess_exponents", "critical_batch_size", "diffusion_exponent", "epoch_chinchilla_fit",
     "excess_product", "free_diffusion_exponent", "gd_risk", "gd_sharpness_threshold", "imbalanced_ufm_norms",
     "interpolation_threshold", "lazy_change_exponent_bound", "mp_atom", "mp_cdf", "mp_density", "mp_density_symbolic",
