@@ -29,7 +29,7 @@ from theorylab.results import Result
 
 ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gradients", "theorylab.kernels",
                     "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
-                    "theorylab.alignment"]
+                    "theorylab.alignment", "theorylab.implicit_bias"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -106,6 +106,7 @@ CALLS = {
     "linear_interpolation": lambda m, loss, data, b: ((m, _other(m), loss, data), {"num_points": 3}),
     "weight_matching": lambda m, loss, data, b: ((m, _other(m)), {"seed": 3}),
     "accuracy": lambda m, loss, data, b: ((m, data), {}),
+    "normalized_margin": lambda m, loss, data, b: ((m, data), {"homogeneity": 2.0}),
 }
 
 
