@@ -23,6 +23,7 @@ Imports nothing but numpy, scipy and sympy.
   al. 2022) and the mean-square limit of SGD on least squares.
 * :mod:`~theorylab.theory.perceptron`: logistic regression by GD with large steps is the batch perceptron
   (Tyurin 2024).
+* :mod:`~theorylab.theory.spectral_bias`: the residual decays along the NTK eigenvectors (Jacot et al. 2018).
 * :mod:`~theorylab.theory.schedules`: the last-iterate bound of a learning-rate schedule (Defazio et al. 2023).
 """
 from theorylab.theory.batch_hessian import batch_hessian_excess_exponents
@@ -41,11 +42,12 @@ from theorylab.theory.noise_scale import critical_batch_size, steps_to_target
 from theorylab.theory.perceptron import batch_perceptron
 from theorylab.theory.scaling_laws import epoch_chinchilla_fit
 from theorylab.theory.schedules import last_iterate_bound
+from theorylab.theory.spectral_bias import ntk_mode_decay
 from theorylab.theory.stability import gd_sharpness_threshold, sgd_trace_threshold
 from theorylab.theory.wide_networks import lazy_change_exponent_bound, ntk_fluctuation_exponent
 
 __all__ = [
-    "batch_perceptron", "last_iterate_bound", "max_lr_batch_exponent", "sgd_mean_square_lr_limit",
+    "batch_perceptron", "last_iterate_bound", "max_lr_batch_exponent", "ntk_mode_decay", "sgd_mean_square_lr_limit",
     "asymmetric_rate_exponent_bound", "batch_hessian_excess_exponents", "critical_batch_size", "diffusion_exponent", "epoch_chinchilla_fit",
     "excess_product", "free_diffusion_exponent", "gd_risk", "gd_sharpness_threshold", "imbalanced_ufm_norms",
     "interpolation_threshold", "lazy_change_exponent_bound", "mp_atom", "mp_cdf", "mp_density", "mp_density_symbolic",
