@@ -185,4 +185,7 @@ claim("saxe2014.depth_independent_learning",
               **m, "aligned_times": np.asarray(m["aligned_times"]) * np.sqrt(np.asarray(m["depths"]))[None, :, None]}),
           Mutation("no plateau growth", numbers=lambda m: {
               **m, "gaussian_times": np.repeat(np.asarray(m["gaussian_times"])[:, :1], len(m["gaussian_depths"]), axis=1)}),
+          Mutation("a mode never learned", numbers=lambda m: {
+              **m, "aligned_times": np.where(np.arange(np.asarray(m["aligned_times"]).size).reshape(
+                  np.shape(m["aligned_times"])) == 0, np.inf, np.asarray(m["aligned_times"]))}),
       ])

@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from theorylab.claims import (Context, Judgement, Mutation, bound, claim, effect, mean_and_stderr, precondition)
+from theorylab.claims import (Context, Judgement, Mutation, bound, claim, effect, mean_and_stderr, precondition,
+                              undecided)
 from theorylab.claims.figures import legend_outside, log_axis, measured_shades, prediction
 from theorylab.plotting import new_figure
 from theorylab.theory import sgd_trace_threshold
@@ -79,6 +80,13 @@ def judge_stability_regularizes(m: dict, p) -> Judgement:
     checks = [precondition("every seed reaches an interpolating minimum at the smallest step and at >= 3 steps",
                            bool(np.all(converged[:, 0]) and np.all(usable >= 3)),
                            requirement=f"training MSE < {CONVERGED:g}", measured=float(usable.min()))]
+    if not checks[0].passed:
+        for name, kind in (("max over converged runs of tr(H) / (2/eta)", "bound"), ("flatter", "effect"),
+                           ("smaller norm", "effect")):
+            checks.append(undecided(name, kind=kind, predicted="see statement", why="too few runs interpolated"))
+        return Judgement(checks, predicted="eta tr(H)/2 <= 1; larger steps reach flatter, smaller-norm minima",
+                         measured=f"{int(usable.min())} converged step sizes in the worst seed",
+                         per_seed={"seed": list(m["seeds"]), "converged steps": usable.tolist()}, rule="")
     ratio = np.where(converged, np.asarray(m["trace"]) / p.threshold(lrs)[None], np.nan)  # tr H / (2/eta)
     worst = float(np.nanmax(ratio))
     largest = [int(np.nonzero(row)[0].max()) for row in converged]        # the largest converged step per seed
@@ -143,4 +151,5 @@ claim("wu2023.stability_regularizes",
           Mutation("bound 1/eta", predictions={"threshold": lambda lr: 0.5 * sgd_trace_threshold(lr)}),
           Mutation("no regularisation", numbers=lambda m: {**m, **{k: np.repeat(np.asarray(m[k])[:, :1], len(LRS), axis=1)
                                                                    for k in ("trace", "norm2")}}),
+          Mutation("no run interpolates", numbers=lambda m: {**m, "loss": np.ones_like(np.asarray(m["loss"]))}),
       ])

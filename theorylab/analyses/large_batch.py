@@ -127,6 +127,7 @@ claim("keskar2017.large_batch_sharpness",
                                                                                       axis=1) for k, _ in MEASURES}}),
           Mutation("no test-error difference", numbers=lambda m: {
               **m, "test_error": np.repeat(np.asarray(m["test_error"])[:, :1], len(BATCHES), axis=1)}),
+          Mutation("a run did not train", numbers=lambda m: {**m, "train_loss": np.asarray(m["train_loss"]) + 0.1}),
       ])
 
 

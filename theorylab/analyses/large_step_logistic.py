@@ -171,4 +171,7 @@ claim("tyurin2024.large_step_perceptron",
               for d in m["datasets"]]}),
           Mutation("loss independent of the step", numbers=lambda m: {**m, "datasets": [
               {**d, "runs": [{**r, "losses": d["runs"][0]["losses"]} for r in d["runs"]]} for d in m["datasets"]]}),
+          Mutation("the smallest step never reaches zero error", numbers=lambda m: {**m, "datasets": [
+              {**d, "runs": [{**r, "iterations": m["max_iterations"]} if r["step"] == STEPS[0] else r
+                             for r in d["runs"]]} for d in m["datasets"]]}),
       ])

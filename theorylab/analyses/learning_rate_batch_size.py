@@ -208,4 +208,7 @@ claim("granziol2022.lr_batch_scaling",
           Mutation("SGD scales like sqrt(B)", predictions={"exponent": lambda o: 0.5}),
           Mutation("Adam scales like B", predictions={"exponent": lambda o: 1.0}),
           Mutation("ceiling lambda_max instead of 2/lambda_max", predictions={"ceiling": lambda lam: 1.0 / lam}),
+          Mutation("an SGD search found no limit", numbers=lambda m: {
+              **m, "sgd": np.where(np.arange(np.asarray(m["sgd"]).size).reshape(np.shape(m["sgd"])) == 0, np.nan,
+                                   np.asarray(m["sgd"]))}),
       ])

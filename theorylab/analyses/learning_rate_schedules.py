@@ -206,4 +206,9 @@ claim("defazio2023.linear_decay_schedule",
               {**r, "gap": np.asarray(r["gap"]) * np.array([[1.0], [0.8], [1.0]])} for r in m["runs"]]}),
           Mutation("gradient norms constant (no warm-up)", numbers=lambda m: {**m, "runs": [
               {**r, "linear_norms": np.ones_like(np.asarray(r["linear_norms"]))} for r in m["runs"]]}),
+          Mutation("annealing does not help (constant 10x better)", numbers=lambda m: {**m, "runs": [
+              {**r, "gap": np.asarray(r["gap"]) * np.array([[0.1], [1.0], [1.0]])} for r in m["runs"]]}),
+          Mutation("the best peak step at the grid's edge", numbers=lambda m: {**m, "runs": [
+              {**r, "gap": np.concatenate([np.asarray(r["gap"])[:, :-1], np.full((3, 1), 1e-6)], axis=1)}
+              for r in m["runs"]]}),
       ])

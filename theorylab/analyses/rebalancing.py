@@ -42,6 +42,12 @@ def _imbalanced(seed: int, balanced: bool) -> tuple[torch.Tensor, torch.Tensor, 
     return x, y, weights
 
 
+def _upsampled(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dataset with example ``i`` repeated ``weights[i]`` times (integer weights)."""
+    repeats = weights.round().long()
+    return x.repeat_interleave(repeats, dim=0), y.repeat_interleave(repeats)
+
+
 def _gd(model: nn.Module, loss, steps: int) -> list[dict]:
     """Full-batch GD for ``steps`` steps; the state dict at every checkpoint."""
     opt = torch.optim.SGD(model.parameters(), lr=LR)
@@ -63,8 +69,7 @@ def measure_rebalancing(ctx: Context) -> dict:
     runs = []
     for seed in seeds:
         x, y, w = _imbalanced(seed, balanced=ctx.control)
-        repeats = w.long()
-        x_up, y_up = x.repeat_interleave(repeats, dim=0), y.repeat_interleave(repeats)
+        x_up, y_up = _upsampled(x, y, w)
         make = lambda: MLP(64, [32], 10, activation="tanh", seed=seed).double()  # noqa: E731
         upsampled = _gd(make(), lambda m: ce(m(x_up), y_up), CHECKPOINTS[-1])
         upweighted = _gd(make(), lambda m: (nn.functional.cross_entropy(m(x), y, reduction="none") * w).sum() / w.sum(),

@@ -166,4 +166,6 @@ claim("jacot2018.ntk_spectral_bias",
               "decay": lambda lam, **kw: ntk_mode_decay(0.8 * np.asarray(lam), **kw)}),
           Mutation("modes learned in reverse order", numbers=lambda m: {**m, "runs": [
               {**r, "coefficients": np.asarray(r["coefficients"])[:, [3, 2, 1, 0, 4, 5, 6, 7]]} for r in m["runs"]]}),
+          Mutation("the kernel moved by 30% of lambda_4", numbers=lambda m: {**m, "runs": [
+              {**r, "kernel_change": 0.3 * np.asarray(r["eigenvalues"])[MODES - 1]} for r in m["runs"]]}),
       ])
