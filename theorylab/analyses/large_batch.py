@@ -137,6 +137,7 @@ claim("keskar2017.large_batch_sharpness",
 SMALL, LARGE = 16, 512
 BASE_LR = 0.05
 GAP = 0.02       # declared: a generalisation gap of at least 2 points of test error
+ARMS = ("small batch", "large batch, same epochs", "large batch, same updates")
 
 
 def _error(ctx: Context, seed: int, batch: int, lr: float, steps: int) -> float:
@@ -152,7 +153,7 @@ def measure_train_longer(ctx: Context) -> dict:
     epochs = ctx.pick(10, 30)
     updates = epochs * N_TRAIN // SMALL
     lr_large = BASE_LR * math.sqrt(large / SMALL)  # Hoffer et al.: the learning rate scaled like sqrt(B)
-    arms = {"small batch": [], "large batch, same epochs": [], "large batch, same updates": []}
+    arms: dict[str, list[float]] = {arm: [] for arm in ARMS}
     for seed in seeds:
         arms["small batch"].append(_error(ctx, seed, SMALL, BASE_LR, updates))
         arms["large batch, same epochs"].append(_error(ctx, seed, large, lr_large, epochs * N_TRAIN // large))
@@ -179,19 +180,18 @@ def judge_train_longer(m: dict, p) -> Judgement:
     return Judgement(checks, predicted="a gap at matched epochs that closes with matched updates and lr ~ sqrt(B)",
                      measured=f"small {np.mean(small):.3f}; large, same epochs {np.mean(errors['large batch, same epochs']):.3f}"
                               f"; large, same updates {np.mean(errors['large batch, same updates']):.3f}",
-                     per_seed={"seed": list(m["seeds"]), **{k: v.tolist() for k, v in errors.items()}},
+                     per_seed={"seed": list(m["seeds"]), **{arm: errors[arm].tolist() for arm in ARMS}},
                      rule="each seed's arms share data and initialisation; differences are paired over seeds.")
 
 
 def figure_train_longer(m: dict, p):
     fig, ax = new_figure(width=4.2, height=3.2)
-    names = list(m["errors"])
-    errors = np.array([m["errors"][k] for k in names]).T  # seed x arm
+    errors = np.array([m["errors"][arm] for arm in ARMS]).T  # seed x arm (records keep no key order)
     for i, colour in enumerate(measured_shades(len(m["seeds"]))):
-        ax.plot(range(len(names)), errors[i], "o-", color=colour, lw=0.8, ms=4, label=f"seed {m['seeds'][i]}")
+        ax.plot(range(len(ARMS)), errors[i], "o-", color=colour, lw=0.8, ms=4, label=f"seed {m['seeds'][i]}")
     small = float(np.mean(errors[:, 0]))
     prediction(ax, [1.7, 2.3], [small, small], label="predicted: the small-batch error")
-    ax.set_xticks(range(len(names)), [f"B = {m['small']}\n{m['updates']} updates",
+    ax.set_xticks(range(len(ARMS)), [f"B = {m['small']}\n{m['updates']} updates",
                                       f"B = {m['large']}, same epochs\n{m['epochs'] * N_TRAIN // m['large']} updates",
                                       f"B = {m['large']}, same updates\n{m['updates']} updates"], fontsize=7)
     ax.set(ylabel="test error", title=r"regime adaptation: $\eta \propto \sqrt{B}$")
