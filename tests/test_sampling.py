@@ -1,7 +1,6 @@
 """The mini-batch gradient variance of upsampling and upweighting against brute-force enumeration."""
 import itertools
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

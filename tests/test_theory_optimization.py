@@ -1,5 +1,4 @@
 """Closed forms of the optimisation predictions against their special cases and brute force."""
-import numpy as np
 import pytest
 
 from theorylab.theory import (deep_mode_learning_time, max_lr_batch_exponent, saxe_learning_time,

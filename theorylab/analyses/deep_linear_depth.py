@@ -90,7 +90,8 @@ def measure_depth(ctx: Context) -> dict:
             loss_times.append(float(_first_hit(history)[0]))
         plateau.append(loss_times)
     return {"seeds": seeds, "singular_values": SINGULAR, "c": C, "depths": depths, "gaussian_depths": gaussian_depths,
-            "cap": cap, "aligned_cap": aligned_cap, "aligned_times": np.array(aligned), "gaussian_times": np.array(plateau), "control": ctx.control}
+            "cap": cap, "aligned_cap": aligned_cap, "aligned_times": np.array(aligned),
+            "gaussian_times": np.array(plateau), "control": ctx.control}
 
 
 def judge_depth(m: dict, p) -> Judgement:
@@ -123,7 +124,8 @@ def judge_depth(m: dict, p) -> Judgement:
     return Judgement(checks, predicted="aligned orthogonal layers: times from tau du/dt = D u^(2-2/D)(s-u), converging "
                                        "in D; small Gaussian layers: plateau grows with D",
                      measured=f"aligned: worst deviation {worst:.2f} of the tolerance, time to learn every mode "
-                              f"{slowest.mean(axis=0).round(1).tolist()} at D = {depths}; Gaussian: x{math.exp(longer):.3g} "
+                              f"{slowest.mean(axis=0).round(1).tolist()} at D = {depths}; Gaussian: "
+                              f"x{math.exp(longer):.3g} "
                               f"from D = {m['gaussian_depths'][0]} to {m['gaussian_depths'][-1]}",
                      per_seed={"seed": list(m["seeds"]),
                                **{f"aligned D={d}": slowest[:, j].tolist() for j, d in enumerate(depths)},
@@ -171,7 +173,8 @@ claim("saxe2014.depth_independent_learning",
       tolerance="Whitened inputs, Sigma_yx = U diag(3, 2.5, 2, 1.5) V^T in a random basis per seed (3 seeds), GD with "
                 "step 0.02/D. Orthogonal aligned layers (R_{l+1} R_l^T, mode strengths 1) at D = 2, 4, 8, 16: each "
                 "mode's steps to 90% of s must match the ODE within one step plus Euler's error (the largest relative "
-                "change of u per step, c s_max, times the time), within 500 steps; and between D = 8 and 16 the time must grow by less "
+                "change of u per step, c s_max, times the time), within 500 steps; and between D = 8 and 16 the "
+                "time must grow by less "
                 "than a quarter power of D (declared). Gaussian layers (scale 0.6, D = 2, 4, 8): the steps to remove "
                 "90% of the loss must grow, an effect over seeds refuted below a factor 2 (declared); runs still on "
                 "their plateau at 4,000 steps count as 4,000.",
@@ -184,7 +187,8 @@ claim("saxe2014.depth_independent_learning",
           Mutation("learning time growing like D^0.5", numbers=lambda m: {
               **m, "aligned_times": np.asarray(m["aligned_times"]) * np.sqrt(np.asarray(m["depths"]))[None, :, None]}),
           Mutation("no plateau growth", numbers=lambda m: {
-              **m, "gaussian_times": np.repeat(np.asarray(m["gaussian_times"])[:, :1], len(m["gaussian_depths"]), axis=1)}),
+              **m, "gaussian_times": np.repeat(np.asarray(m["gaussian_times"])[:, :1], len(m["gaussian_depths"]),
+                                               axis=1)}),
           Mutation("a mode never learned", numbers=lambda m: {
               **m, "aligned_times": np.where(np.arange(np.asarray(m["aligned_times"]).size).reshape(
                   np.shape(m["aligned_times"])) == 0, np.inf, np.asarray(m["aligned_times"]))}),

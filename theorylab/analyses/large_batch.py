@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from torch import nn
 
 from theorylab.claims import Context, Judgement, Mutation, claim, effect, paired_difference, precondition, tolerance
@@ -116,15 +115,16 @@ claim("keskar2017.large_batch_sharpness",
                 "Precondition: every run trains (final MSE below 0.1, the loss of predicting zeros). Effects paired "
                 "over seeds between B = 512 and B = 8, each significantly positive (2 standard errors) and refuted if "
                 "its interval lies below the smallest declared effect: lambda_max (Lanczos), trace (Hutch++, 30 "
-                "products) and average adaptive sharpness (rho 0.05, 20 draws) 20% higher, test error 2 points higher. MSE rather than cross-entropy: the cross-entropy "
+                "products) and average adaptive sharpness (rho 0.05, 20 draws) 20% higher, test error 2 points "
+                "higher. MSE rather than cross-entropy: the cross-entropy "
                 "Hessian grows as predictions become less confident, so a less-trained large-batch network would "
                 "look sharper for that reason alone.",
       control="hidden layer frozen (a linear model in fixed features): the MSE Hessian is constant, whatever B",
       predictions={},
       measure=measure_batch_sharpness, judge=judge_batch_sharpness, figure=figure_batch_sharpness,
       mutations=[
-          Mutation("no sharpness difference", numbers=lambda m: {**m, **{k: np.repeat(np.asarray(m[k])[:, :1], len(BATCHES),
-                                                                                      axis=1) for k, _ in MEASURES}}),
+          Mutation("no sharpness difference", numbers=lambda m: {**m, **{
+              k: np.repeat(np.asarray(m[k])[:, :1], len(BATCHES), axis=1) for k, _ in MEASURES}}),
           Mutation("no test-error difference", numbers=lambda m: {
               **m, "test_error": np.repeat(np.asarray(m["test_error"])[:, :1], len(BATCHES), axis=1)}),
           Mutation("a run did not train", numbers=lambda m: {**m, "train_loss": np.asarray(m["train_loss"]) + 0.1}),
@@ -178,7 +178,8 @@ def judge_train_longer(m: dict, p) -> Judgement:
                          "errors near 10% on the test split, averaged over seeds"),
     ]
     return Judgement(checks, predicted="a gap at matched epochs that closes with matched updates and lr ~ sqrt(B)",
-                     measured=f"small {np.mean(small):.3f}; large, same epochs {np.mean(errors['large batch, same epochs']):.3f}"
+                     measured=f"small {np.mean(small):.3f}; large, same epochs "
+                              f"{np.mean(errors['large batch, same epochs']):.3f}"
                               f"; large, same updates {np.mean(errors['large batch, same updates']):.3f}",
                      per_seed={"seed": list(m["seeds"]), **{arm: errors[arm].tolist() for arm in ARMS}},
                      rule="each seed's arms share data and initialisation; differences are paired over seeds.")

@@ -155,9 +155,12 @@ claim("tyurin2024.large_step_perceptron",
                 "along the way is higher, so the loss is an unreliable measure of progress.",
       tolerance="Three digit pairs (3/5, 8/9, 4/9), each separable through the origin (linear programme), step sizes "
                 "0.1 to 1e6 from w = 0, at most 3,000 iterations. Precondition: separable and every run reaches zero "
-                "error. At step 1e6 the iterations to zero error must equal the batch perceptron's exactly (the updates "
-                "coincide in double precision unless a point lies within 4e-5 of the boundary). Faster: iterations at step 0.1 over those at 1e6, and higher loss: "
-                "the loss after one update at 1e6 over that at 0.1, each an effect over seeds that must exceed a factor "
+                "error. At step 1e6 the iterations to zero error must equal the batch perceptron's exactly (the "
+                "updates "
+                "coincide in double precision unless a point lies within 4e-5 of the boundary). Faster: iterations "
+                "at step 0.1 over those at 1e6, and higher loss: "
+                "the loss after one update at 1e6 over that at 0.1, each an effect over seeds that must exceed a "
+                "factor "
                 "2 (declared in advance).",
       control="10% of the labels flipped: no separator exists, so zero error is never reached (precondition; 300 "
               "iterations)",

@@ -195,7 +195,8 @@ claim("granziol2022.lr_batch_scaling",
                 "2/lambda_max(H) of gradient descent.",
       tolerance="Limits by divergence bisection, bracket to 5%, 4 seeds (each its own target and input stream): "
                 "online least squares with fresh N(0, I_64) inputs, every batch size seeing 16 x 64 samples, diverged "
-                "when the population loss over the last 10% of the steps is above the initial one. SGD exponent: 1 within the finite-size deviation of the "
+                "when the population loss over the last 10% of the steps is above the initial one. SGD exponent: 1 "
+                "within the finite-size deviation of the "
                 "closed-form mean-square limit B/(B+d+1) on the same batch sizes, plus 2 standard errors and the "
                 "bisection's resolution. Adam exponent: 1/2 within 0.2 (declared: less than half the distance to the "
                 "linear law) plus 2 standard errors and the resolution. Full batch (GD on a fixed sample of 256): "

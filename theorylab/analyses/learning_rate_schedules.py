@@ -201,7 +201,8 @@ claim("defazio2023.linear_decay_schedule",
       predictions={"bound": last_iterate_bound},
       measure=measure_schedules, judge=judge_schedules, figure=figure_schedules,
       mutations=[
-          Mutation("the bound reversed (favours cosine)", predictions={"bound": lambda lrs: 1.0 / last_iterate_bound(lrs)}),
+          Mutation("the bound reversed (favours cosine)",
+                   predictions={"bound": lambda lrs: 1.0 / last_iterate_bound(lrs)}),
           Mutation("cosine 20% better", numbers=lambda m: {**m, "runs": [
               {**r, "gap": np.asarray(r["gap"]) * np.array([[1.0], [0.8], [1.0]])} for r in m["runs"]]}),
           Mutation("gradient norms constant (no warm-up)", numbers=lambda m: {**m, "runs": [

@@ -152,7 +152,8 @@ claim("jacot2018.ntk_spectral_bias",
                 "4th mode has decayed to 1%; 3 seeds. Precondition: the kernel moves by at most 10% of lambda_4 "
                 "(operator norm, measured). Rates fitted on log|c_i(t)| above 1% of the start; their largest relative "
                 "error must be 0 within the measured kernel change over lambda_4 (Weyl's bound on how far the "
-                "eigenvalues, hence the rates, can move) plus 2 standard errors over seeds. Order: the fitted rates must "
+                "eigenvalues, hence the rates, can move) plus 2 standard errors over seeds. Order: the fitted rates "
+                "must "
                 "rank like the eigenvalues in every seed.",
       control="mean-field output scaling (alpha = 1/128, step x 128^2): the same initial function-space speed, but the "
               "kernel moves, leaving the regime (precondition)",

@@ -15,7 +15,6 @@ strength begins near ``u0 ~ scale^D`` and the plateau before learning lengthens 
 """
 from __future__ import annotations
 
-import numpy as np
 import scipy.integrate
 
 

@@ -1,11 +1,13 @@
 """The last-iterate bound of a learning-rate schedule (Defazio, Cutkosky, Mehta & Mishchenko 2023, "When,
-why and how much? Adaptive learning rate scheduling by refinement", arXiv:2310.07831: their last-iterate bound for any schedule).
+why and how much? Adaptive learning rate scheduling by refinement", arXiv:2310.07831: their bound for any
+schedule).
 
 For a convex function, SGD ``x_{t+1} = x_t - eta_t g_t`` (``t = 1 .. T``), ``D = ||x_1 - x_*||`` and gradient
 norms ``||g_t||``, the last iterate satisfies
 
     E f(x_T) - f_*  <=  (D^2 + sum_t eta_t^2 ||g_t||^2) / (2 sum_t eta_t)
-                       + 1/2 sum_{k=1}^{T-1} eta_k / (sum_{t>k} eta_t) * (sum_{t>=k} eta_t^2 ||g_t||^2) / (sum_{t>=k} eta_t).
+                       + 1/2 sum_{k=1}^{T-1} eta_k / (sum_{t>k} eta_t)
+                             * (sum_{t>=k} eta_t^2 ||g_t||^2) / (sum_{t>=k} eta_t).
 
 With constant gradient norms ``G`` the schedule that minimises it is the linear decay
 ``eta_t ~ 1 - t/T`` (their worst-case corollary), with value ``~ 2 D G / sqrt(T)``; the cosine schedule's bound is a
