@@ -21,7 +21,7 @@ DETERMINISTIC = {"besiroglu2024.chinchilla_replication"}  # a fit of published d
 
 
 def test_the_suite_is_complete():
-    assert len(REGISTRY) == 21
+    assert len(REGISTRY) == 33
     assert all(c.source_file.endswith(".py") and "theorylab/analyses" in c.source_file.replace("\\", "/")
                for c in REGISTRY.values())
 
@@ -106,3 +106,22 @@ def test_ntk_scaled_by_half_is_not_confirmed(monkeypatch):
     claim = REGISTRY["jacot2018.ntk_convergence"]
     judged = claim.judgement(claim.measure(Context(scale="quick")))
     assert judged.verdict == "refuted" and np.isfinite(judged.checks[0].measured)
+
+
+def test_spectral_bias_trained_with_another_step_is_not_confirmed(monkeypatch):
+    from theorylab.analyses import spectral_bias as module
+
+    real = module.torch.optim.SGD
+    monkeypatch.setattr(module.torch.optim, "SGD", lambda params, lr: real(params, lr=1.2 * lr))
+    claim = REGISTRY["jacot2018.ntk_spectral_bias"]
+    assert claim.judgement(claim.measure(Context(scale="quick"))).verdict == "refuted"
+
+
+def test_upsampling_fewer_repeats_than_the_weights_is_not_confirmed(monkeypatch):
+    from theorylab.analyses import rebalancing as module
+
+    real = module._upsampled
+    monkeypatch.setattr(module, "_upsampled", lambda x, y, w: real(x, y, torch.where(w > 1, w - 1, w)))
+    claim = REGISTRY["li2024.upsample_or_upweight"]
+    judged = claim.judgement(claim.measure(Context(scale="quick")))
+    assert judged.verdict == "refuted" and judged.checks[0].passed is False

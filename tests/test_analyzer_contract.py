@@ -29,7 +29,7 @@ from theorylab.results import Result
 
 ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gradients", "theorylab.kernels",
                     "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
-                    "theorylab.alignment"]
+                    "theorylab.alignment", "theorylab.implicit_bias", "theorylab.sampling"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -106,6 +106,9 @@ CALLS = {
     "linear_interpolation": lambda m, loss, data, b: ((m, _other(m), loss, data), {"num_points": 3}),
     "weight_matching": lambda m, loss, data, b: ((m, _other(m)), {"seed": 3}),
     "accuracy": lambda m, loss, data, b: ((m, data), {}),
+    "normalized_margin": lambda m, loss, data, b: ((m, data), {"homogeneity": 2.0}),
+    "sampling_gradient_variance": lambda m, loss, data, b: ((m, loss, data), {
+        "weights": torch.arange(1.0, 14.0), "scheme": "upweight", "batch_size": 2, "chunk_size": 4}),
 }
 
 
@@ -114,7 +117,8 @@ BUILDING_BLOCKS = {"resolve_layers", "stream_activations", "weight_matrices", "r
                    "chain_spec", "random_permutation", "check_symmetry"}
 # analyzers of single examples: undefined where BatchNorm in train mode couples the examples of a batch
 PER_EXAMPLE = {"per_example_gradients", "empirical_fisher", "gradient_statistics", "per_parameter_snr",
-               "group_gradient_cosines", "gradient_ranks", "empirical_ntk", "empirical_ntk_blocks"}
+               "group_gradient_cosines", "gradient_ranks", "empirical_ntk", "empirical_ntk_blocks",
+               "sampling_gradient_variance"}
 
 
 def test_every_registered_analyzer_is_covered_and_every_public_model_function_is_registered():

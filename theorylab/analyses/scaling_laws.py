@@ -29,6 +29,7 @@ from theorylab.fits import annealing_features, fit, hoffmann_grid
 from theorylab.fits.reference import hoffmann_fit
 from theorylab.models import MLP
 from theorylab.plotting import new_figure
+from theorylab.schedules import make_schedule
 from theorylab.theory import epoch_chinchilla_fit
 from theorylab.metrics import mean_loss
 from theorylab.monitors import monitor
@@ -276,15 +277,7 @@ FITTED, HELD = ("constant", "cosine"), ("step", "wsd", "linear")
 
 
 def _schedules(steps: int) -> dict[str, np.ndarray]:
-    t = np.arange(steps)
-    decay = int(0.8 * steps)
-    return {
-        "constant": np.ones(steps),
-        "cosine": 0.5 * (1 + np.cos(np.pi * t / steps)),
-        "step": np.where(t < int(0.6 * steps), 1.0, 0.1),
-        "wsd": np.where(t < decay, 1.0, 1.0 - (t - decay) / (steps - decay)),
-        "linear": 1.0 - t / steps,
-    }
+    return {name: make_schedule(name, steps).values for name in ("constant", "cosine", "step", "wsd", "linear")}
 
 
 def measure_annealing(ctx: Context) -> dict:

@@ -7,6 +7,8 @@ Imports nothing but numpy, scipy and sympy.
 * :mod:`~theorylab.theory.linear_regression`: ridgeless / ridge / gradient-descent test risk of
   isotropic linear regression (Hastie et al. 2019; Advani & Saxe 2017), and its finite-size correction.
 * :mod:`~theorylab.theory.deep_linear`: Saxe et al. 2014 mode trajectories and learning times.
+* :mod:`~theorylab.theory.deep_linear_depth`: learning times of deep linear networks against depth (Saxe et al.
+  2014).
 * :mod:`~theorylab.theory.matrix_sensing`: rates of GD in over-parameterized matrix sensing
   (Xiong, Ding & Du 2024).
 * :mod:`~theorylab.theory.stability`: the step-size thresholds of GD and SGD (Cohen et al. 2021;
@@ -19,9 +21,17 @@ Imports nothing but numpy, scipy and sympy.
 * :mod:`~theorylab.theory.double_descent`: where the double-descent peak sits (Nakkiran et al. 2019;
   Belkin et al. 2019).
 * :mod:`~theorylab.theory.scaling_laws`: published scaling-law fits (Besiroglu et al. 2024).
+* :mod:`~theorylab.theory.batch_size`: the largest stable learning rate against the batch size (Granziol et
+  al. 2022) and the mean-square limit of SGD on least squares.
+* :mod:`~theorylab.theory.perceptron`: logistic regression by GD with large steps is the batch perceptron
+  (Tyurin 2024).
+* :mod:`~theorylab.theory.spectral_bias`: the residual decays along the NTK eigenvectors (Jacot et al. 2018).
+* :mod:`~theorylab.theory.schedules`: the last-iterate bound of a learning-rate schedule (Defazio et al. 2023).
 """
 from theorylab.theory.batch_hessian import batch_hessian_excess_exponents
+from theorylab.theory.batch_size import max_lr_batch_exponent, sgd_mean_square_lr_limit
 from theorylab.theory.deep_linear import saxe_learning_time, saxe_mode_strength, saxe_mode_strength_symbolic
+from theorylab.theory.deep_linear_depth import deep_mode_learning_time
 from theorylab.theory.diffusion import diffusion_exponent, free_diffusion_exponent, ultra_slow_distance
 from theorylab.theory.double_descent import interpolation_threshold, random_features_peak
 from theorylab.theory.linear_regression import (gd_risk, optimal_ridge, ridge_risk, ridgeless_finite_size_correction,
@@ -32,11 +42,15 @@ from theorylab.theory.matrix_sensing import (asymmetric_rate_exponent_bound, exc
                                              symmetric_overparam_tail)
 from theorylab.theory.neural_collapse import imbalanced_ufm_norms, ufm_global_objective
 from theorylab.theory.noise_scale import critical_batch_size, steps_to_target
+from theorylab.theory.perceptron import batch_perceptron
 from theorylab.theory.scaling_laws import epoch_chinchilla_fit
+from theorylab.theory.schedules import last_iterate_bound
+from theorylab.theory.spectral_bias import ntk_mode_decay
 from theorylab.theory.stability import gd_sharpness_threshold, sgd_trace_threshold
 from theorylab.theory.wide_networks import lazy_change_exponent_bound, ntk_fluctuation_exponent
 
 __all__ = [
+    "batch_perceptron", "deep_mode_learning_time", "last_iterate_bound", "max_lr_batch_exponent", "ntk_mode_decay", "sgd_mean_square_lr_limit",
     "asymmetric_rate_exponent_bound", "batch_hessian_excess_exponents", "critical_batch_size", "diffusion_exponent", "epoch_chinchilla_fit",
     "excess_product", "free_diffusion_exponent", "gd_risk", "gd_sharpness_threshold", "imbalanced_ufm_norms",
     "interpolation_threshold", "lazy_change_exponent_bound", "mp_atom", "mp_cdf", "mp_density", "mp_density_symbolic",
