@@ -24,16 +24,23 @@ $(VENV)/.installed: $(VENV)/.core
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
+# peers of the cross-check tests and benchmarks, installed without their dependencies: curvlinops needs
+# backpack-for-pytorch, which pulls torchvision (a CUDA build); what curvlinops imports is pure Python
+PEERS := curvlinops-for-pytorch==3.0.1 linear_operator==0.6.1 einconv==0.1.0 einops==0.8.2 opt_einsum==3.4.0
+$(VENV)/.peers: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps $(PEERS)
+	touch $@
+
 # rewrites no recorded file unless a verdict or a number changes; SCALE=full refuses to replace the recorded
 # figures/full/ unless VERIFY_ARGS has --force (or --out DIR)
 verify: $(VENV)/.core
 	$(VENV)/bin/theorylab verify --scale $(SCALE) $(VERIFY_ARGS)
 
 # two single-threaded workers: the tests are many small problems (threads would only contend)
-test: $(VENV)/.installed
+test: $(VENV)/.peers
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.peers
 	$(PY) benchmarks/run_all.py --device $(DEVICE)
 
 clean:

@@ -6,6 +6,7 @@ The verdict is whatever the measurement says (a claim refuted at quick scale sta
 tested is that the evidence is complete, that the control is not confirmed, that no mutation leaves
 the claim confirmed, and that every check that passed is made to fail by some mutation.
 """
+import dataclasses
 import json
 
 import numpy as np
@@ -98,7 +99,8 @@ def test_ntk_scaled_by_ten_percent_is_not_confirmed(monkeypatch):
     from theorylab.analyses import kernels as module
 
     real = module.empirical_ntk
-    monkeypatch.setattr(module, "empirical_ntk", lambda *a, **kw: 1.1 * real(*a, **kw))
+    monkeypatch.setattr(module, "empirical_ntk",
+                        lambda *a, **kw: dataclasses.replace(result := real(*a, **kw), kernel=1.1 * result.kernel))
     claim = REGISTRY["jacot2018.ntk_convergence"]
     judged = claim.judgement(claim.measure(Context(scale="quick")))
     assert judged.verdict == "refuted" and np.isfinite(judged.checks[0].measured)

@@ -13,6 +13,8 @@ EXPECTED_TEXT = {
     "collapse_and_gradients": ["normalised coherence", "first step with zero training error"],
     "double_descent": ["peak at n = ", "peak at N = ", "early-stopped", "half-way"],
     "scaling_laws": ["Objective 0.001018274018", "alpha: 95% CI", "approach 3 a = 0.514"],
+    "landscape_and_fisher": ["Fisher = GGN: relative difference", "K-FAC relative error", "CG: damping",
+                             "curvature along the top eigenvector", "after weight matching"],
 }
 
 

@@ -58,9 +58,9 @@ def measure_ntk_convergence(ctx: Context) -> dict:
     errors = np.zeros((len(seeds), len(widths)))
     for j, width in enumerate(widths):
         for i, seed in enumerate(seeds):
-            model = MLP(10, [width] * depth, 1, parametrization=parametrization, weight_std=math.sqrt(sw2),
-                        bias_std=math.sqrt(sb2), seed=seed * 1000 + i * 7919 + width).double().to(ctx.device)
-            k = empirical_ntk(model, x.to(ctx.device)).cpu()
+            model = MLP(10, [width] * depth, 1, parametrization=parametrization, weight_var=sw2,
+                        bias_var=sb2, seed=seed * 1000 + i * 7919 + width).double().to(ctx.device)
+            k = torch.from_numpy(empirical_ntk(model, x.to(ctx.device)).kernel)
             errors[i, j] = float(torch.linalg.norm(k - exact) / torch.linalg.norm(exact))
     return {"widths": widths, "seeds": seeds, "parametrization": parametrization, "errors": errors}
 
@@ -129,15 +129,17 @@ def measure_lazy_training(ctx: Context) -> dict:
         alpha = math.sqrt(widths[0] / width) if ctx.control else 1.0
         lr = base_lr / alpha ** 2
         for i, seed in enumerate(seeds):
-            model = MLP(8, [width] * depth, 1, parametrization="ntk", weight_std=math.sqrt(2.0), output_multiplier=alpha,
+            model = MLP(8, [width] * depth, 1, parametrization="ntk", weight_var=2.0, output_multiplier=alpha,
                         seed=seed * 1000 + i * 7919 + width).to(ctx.device)
-            k0, k0_star = empirical_ntk(model, x), empirical_ntk(model, x_test, x)
+            k0 = torch.from_numpy(empirical_ntk(model, x).kernel)
+            k0_star = torch.from_numpy(empirical_ntk(model, x_test, x).kernel)
             with torch.no_grad():
                 f0, f0_test = model(x), model(x_test)
             _, lin_test = linearized_gd(k0.cpu(), k0_star.cpu(), y.cpu(), lr=lr, steps=steps, f0_train=f0.cpu(),
                                         f0_test=f0_test.cpu())
             train(model, mse, (x, y), steps=steps, lr=lr)
-            change[i, j] = float(torch.linalg.norm(empirical_ntk(model, x) - k0) / torch.linalg.norm(k0))
+            k_end = torch.from_numpy(empirical_ntk(model, x).kernel)
+            change[i, j] = float(torch.linalg.norm(k_end - k0) / torch.linalg.norm(k0))
             with torch.no_grad():
                 net_test = model(x_test).cpu()
             gap[i, j] = float(torch.linalg.norm(net_test - lin_test) / torch.linalg.norm(lin_test))

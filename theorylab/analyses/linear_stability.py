@@ -19,7 +19,8 @@ from theorylab.data import teacher_student
 from theorylab.models import MLP
 from theorylab.plotting import new_figure
 from theorylab.theory import gd_sharpness_threshold, sgd_trace_threshold
-from theorylab.train import mean_loss, train
+from theorylab.metrics import mean_loss
+from theorylab.train import train
 
 
 def _curvature(model: nn.Module, loss_fn: nn.Module, data: tuple, *, exact: bool, seed: int) -> tuple[float, float]:
@@ -35,7 +36,7 @@ def _curvature(model: nn.Module, loss_fn: nn.Module, data: tuple, *, exact: bool
 def _run(data: tuple, *, dim: int, width: int, optimizer: str, eta: float, steps: int, seed: int, exact: bool,
          device: torch.device) -> dict:
     mse = nn.MSELoss()
-    model = MLP(dim, [width], 1, weight_std=2 ** 0.5, seed=seed).double().to(device)
+    model = MLP(dim, [width], 1, weight_var=2.0, seed=seed).double().to(device)
     initial = mean_loss(model, mse, data)
     res = train(model, mse, data, steps=steps, lr=eta, optimizer=optimizer,
                 batch_size=None if optimizer == "gd" else 1, seed=seed, stop_loss=1e-7 if optimizer == "gd" else None)
