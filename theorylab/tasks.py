@@ -1,0 +1,82 @@
+"""Synthetic tasks of the papers the claims test, each with its generating rule known exactly.
+
+* :func:`binary_patterns`: all ``2^bits`` binary inputs with a balanced label from a fixed random
+  quadratic rule (the setting of Shwartz-Ziv & Tishby 2017: every input equally likely, ``I(X; Y) = 1`` bit).
+* :func:`modular_arithmetic`: all pairs ``(a, b)`` of residues mod ``p`` with label ``a o b mod p``
+  (Power et al. 2022, "Grokking: generalization beyond overfitting on small algorithmic datasets").
+
+Every generator returns a :class:`theorylab.data.DataSplit` and is deterministic given ``seed``.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from theorylab.data import DataSplit
+
+Operation = Literal["add", "subtract", "multiply"]
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+
+
+def binary_patterns(*, bits: int = 12, train_fraction: float = 0.85, seed: int = 0,
+                    dtype: torch.dtype = torch.float32) -> DataSplit:
+    """Every input ``s in {-1, +1}^bits``, label ``1[w.s + s^T A s / bits > median]`` for a random ``w ~ N(0, I)``
+    and ``A ~ N(0, 1)`` entries drawn from ``seed``: balanced classes, a rule no single bit decides.
+
+    The train split holds ``train_fraction`` of the inputs at random, the test split the rest.
+    """
+    _check_positive(bits=bits)
+    if bits > 20:
+        raise ValueError(f"bits must be <= 20 (2^bits inputs are enumerated), got {bits}")
+    _check_fraction("train_fraction", train_fraction)
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.arange(2 ** bits)
+    s = ((codes[:, None] >> torch.arange(bits)) & 1).to(torch.float64) * 2 - 1
+    w = torch.randn(bits, generator=g, dtype=torch.float64)
+    a = torch.randn(bits, bits, generator=g, dtype=torch.float64)
+    score = s @ w + ((s @ a) * s).sum(1) / bits
+    y = (score > score.median()).long()
+    perm = torch.randperm(len(y), generator=g)
+    n_train = int(round(train_fraction * len(y)))
+    train, test = perm[:n_train], perm[n_train:]
+    return DataSplit(s[train].to(dtype), y[train], s[test].to(dtype), y[test], 2)
+
+
+def modular_arithmetic(p: int, *, operation: Operation = "add", train_fraction: float = 0.3, seed: int = 0) -> DataSplit:
+    """All ``p^2`` pairs ``(a, b)``, label ``(a + b) mod p`` (or ``a - b``, ``a b``), split at random.
+
+    Inputs are the integer pairs, shape ``(N, 2)`` (``torch.long``), for an embedding or
+    :func:`one_hot_pairs`; ``num_classes = p``.
+    """
+    _check_positive(p=p)
+    if p < 2:
+        raise ValueError(f"p must be >= 2, got {p}")
+    if operation not in ("add", "subtract", "multiply"):
+        raise ValueError(f"operation must be 'add', 'subtract' or 'multiply', got {operation!r}")
+    _check_fraction("train_fraction", train_fraction)
+    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    a, b = a.reshape(-1), b.reshape(-1)
+    y = {"add": a + b, "subtract": a - b, "multiply": a * b}[operation] % p
+    perm = torch.randperm(p * p, generator=torch.Generator().manual_seed(seed))
+    n_train = int(round(train_fraction * p * p))
+    x = torch.stack([a, b], 1)
+    train, test = perm[:n_train], perm[n_train:]
+    return DataSplit(x[train], y[train], x[test], y[test], p)
+
+
+def one_hot_pairs(pairs: torch.Tensor, p: int, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(N, 2)`` residue pairs as ``(N, 2p)`` concatenated one-hot vectors."""
+    if pairs.dim() != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"pairs must have shape (N, 2), got {tuple(pairs.shape)}")
+    return torch.nn.functional.one_hot(pairs, p).reshape(len(pairs), 2 * p).to(dtype)
