@@ -2,6 +2,8 @@
 
 * :func:`binary_patterns`: all ``2^bits`` binary inputs with a balanced label from a fixed random
   quadratic rule (the setting of Shwartz-Ziv & Tishby 2017: every input equally likely, ``I(X; Y) = 1`` bit).
+* :func:`spiked_gaussian_classes` and :func:`gaussian_classes`: two Gaussian classes whose shared covariance
+  has a spike, so that a diagonal model is misspecified (Ng & Jordan 2001).
 * :func:`modular_arithmetic`: all pairs ``(a, b)`` of residues mod ``p`` with label ``a o b mod p``
   (Power et al. 2022, "Grokking: generalization beyond overfitting on small algorithmic datasets").
 
@@ -80,3 +82,31 @@ def one_hot_pairs(pairs: torch.Tensor, p: int, *, dtype: torch.dtype = torch.flo
     if pairs.dim() != 2 or pairs.shape[1] != 2:
         raise ValueError(f"pairs must have shape (N, 2), got {tuple(pairs.shape)}")
     return torch.nn.functional.one_hot(pairs, p).reshape(len(pairs), 2 * p).to(dtype)
+
+
+def spiked_gaussian_classes(dim: int, *, separation: float = 2.0, spike: float = 3.0,
+                            specified: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, cov)`` of two classes ``N(+-mean, cov)`` whose signal is spread over all ``dim`` features.
+
+    ``cov = I + spike u u^T`` with ``u = 1/sqrt(dim)``, ``mean = separation (u + v) / sqrt(2)`` with ``v`` the
+    alternating ``+-1/sqrt(dim)`` (orthogonal to ``u``): the Bayes error does not depend on ``dim``, and a
+    diagonal-covariance model (naive Bayes) is misspecified.  ``specified=True`` drops the spike (``cov = I``).
+    """
+    _check_positive(dim=dim)
+    if dim % 2:
+        raise ValueError(f"dim must be even (v alternates in sign), got {dim}")
+    u = torch.full((dim,), dim ** -0.5, dtype=torch.float64)
+    v = u * (-1.0) ** torch.arange(dim)
+    cov = torch.eye(dim, dtype=torch.float64) + (0.0 if specified else spike) * torch.outer(u, u)
+    return separation * (u + v) / 2 ** 0.5, cov
+
+
+def gaussian_classes(n_per_class: int, mean: torch.Tensor, cov: torch.Tensor, *,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_per_class`` samples of each class ``y = +-1`` (labels 1 and 0) from ``N(+-mean, cov)``."""
+    _check_positive(n_per_class=n_per_class)
+    g = torch.Generator().manual_seed(seed)
+    factor = torch.linalg.cholesky(cov.to(torch.float64))
+    z = torch.randn(2 * n_per_class, len(mean), generator=g, dtype=torch.float64) @ factor.T
+    y = torch.arange(2 * n_per_class) % 2
+    return z + (2 * y[:, None] - 1) * mean.to(torch.float64), y

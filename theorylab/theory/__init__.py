@@ -18,12 +18,16 @@ Imports nothing but numpy, scipy and sympy.
 * :mod:`~theorylab.theory.diffusion`: ultra-slow diffusion of the weights (Hoffer et al. 2017).
 * :mod:`~theorylab.theory.double_descent`: where the double-descent peak sits (Nakkiran et al. 2019;
   Belkin et al. 2019).
+* :mod:`~theorylab.theory.generative_discriminative`: errors of naive Bayes and logistic regression on
+  Gaussian classes, and their sample complexities (Ng & Jordan 2001).
 * :mod:`~theorylab.theory.scaling_laws`: published scaling-law fits (Besiroglu et al. 2024).
 """
 from theorylab.theory.batch_hessian import batch_hessian_excess_exponents
 from theorylab.theory.deep_linear import saxe_learning_time, saxe_mode_strength, saxe_mode_strength_symbolic
 from theorylab.theory.diffusion import diffusion_exponent, free_diffusion_exponent, ultra_slow_distance
 from theorylab.theory.double_descent import interpolation_threshold, random_features_peak
+from theorylab.theory.generative_discriminative import (linear_rule_error, logistic_asymptotic_error,
+                                                        naive_bayes_asymptotic_error, sample_complexity_growth)
 from theorylab.theory.linear_regression import (gd_risk, optimal_ridge, ridge_risk, ridgeless_finite_size_correction,
                                                 ridgeless_risk, ridgeless_risk_finite, ridgeless_risk_symbolic)
 from theorylab.theory.marchenko_pastur import (mp_atom, mp_cdf, mp_density, mp_density_symbolic, mp_edges,
@@ -45,3 +49,4 @@ __all__ = [
     "saxe_learning_time", "saxe_mode_strength", "saxe_mode_strength_symbolic", "sgd_trace_threshold",
     "spiked_outlier", "steps_to_target", "symmetric_overparam_tail", "ufm_global_objective", "ultra_slow_distance",
 ]
+__all__ += ["linear_rule_error", "logistic_asymptotic_error", "naive_bayes_asymptotic_error", "sample_complexity_growth"]
