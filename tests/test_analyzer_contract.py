@@ -29,7 +29,7 @@ from theorylab.results import Result
 
 ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gradients", "theorylab.kernels",
                     "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
-                    "theorylab.alignment"]
+                    "theorylab.alignment", "theorylab.difficulty", "theorylab.information"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -106,6 +106,10 @@ CALLS = {
     "linear_interpolation": lambda m, loss, data, b: ((m, _other(m), loss, data), {"num_points": 3}),
     "weight_matching": lambda m, loss, data, b: ((m, _other(m)), {"seed": 3}),
     "accuracy": lambda m, loss, data, b: ((m, data), {}),
+    "el2n_scores": lambda m, loss, data, b: ((m, data), {}),
+    "grand_scores": lambda m, loss, data, b: ((m, loss, data), {"chunk_size": 4}),
+    "correct_predictions": lambda m, loss, data, b: ((m, data), {}),
+    "information_plane": lambda m, loss, data, b: ((m, data), {"layers": ["body.2"], "value_range": (-1.0, 1.0)}),
 }
 
 
@@ -113,7 +117,7 @@ CALLS = {
 BUILDING_BLOCKS = {"resolve_layers", "stream_activations", "weight_matrices", "random_direction", "interpolation_state",
                    "chain_spec", "random_permutation", "check_symmetry"}
 # analyzers of single examples: undefined where BatchNorm in train mode couples the examples of a batch
-PER_EXAMPLE = {"per_example_gradients", "empirical_fisher", "gradient_statistics", "per_parameter_snr",
+PER_EXAMPLE = {"grand_scores", "per_example_gradients", "empirical_fisher", "gradient_statistics", "per_parameter_snr",
                "group_gradient_cosines", "gradient_ranks", "empirical_ntk", "empirical_ntk_blocks"}
 
 
