@@ -29,7 +29,7 @@ from theorylab.results import Result
 
 ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gradients", "theorylab.kernels",
                     "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
-                    "theorylab.alignment", "theorylab.difficulty", "theorylab.information"]
+                    "theorylab.alignment", "theorylab.difficulty", "theorylab.information", "theorylab.algorithmic"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -109,6 +109,8 @@ CALLS = {
     "el2n_scores": lambda m, loss, data, b: ((m, data), {}),
     "grand_scores": lambda m, loss, data, b: ((m, loss, data), {"chunk_size": 4}),
     "correct_predictions": lambda m, loss, data, b: ((m, data), {}),
+    "softmax_collapse_fraction": lambda m, loss, data, b: ((m, data), {}),
+    "logit_scaling_cosine": lambda m, loss, data, b: ((m, loss, data), {}),
     "information_plane": lambda m, loss, data, b: ((m, data), {"layers": ["body.2"], "value_range": (-1.0, 1.0)}),
 }
 
