@@ -43,7 +43,13 @@ def test_a_planted_fourier_embedding_is_found_and_a_random_one_is_spread():
     assert planted.top_fraction == pytest.approx(1.0, abs=1e-12) and planted.key_frequencies == [3, 7]
     even = fourier_spectrum(planted_fourier_embedding(24, [12, 5]), top=2)
     assert even.key_frequencies == [5, 12] and even.top_fraction == pytest.approx(1.0, abs=1e-12)
+    single = fourier_spectrum(np.stack([planted_fourier_embedding(23, [k], features=1, seed=k)[0] for k in
+                                        (1, 4, 4, 9)]), top=2)
+    assert single.feature_concentration == pytest.approx(1.0, abs=1e-12) and single.top_fraction < 1
     rng = np.random.default_rng(0)
+    concentration = np.mean([fourier_spectrum(rng.standard_normal((64, 23)), top=2).feature_concentration
+                             for _ in range(20)])
+    assert concentration == pytest.approx(sum(1 / j for j in range(1, 12)) / 11, rel=0.15)  # E[max share] ~ H_m / m
     fractions = [fourier_spectrum(rng.standard_normal((64, 23)), top=2).top_fraction for _ in range(20)]
     assert 2 / 11 < np.mean(fractions) < 2.5 * 2 / 11  # top 2 of 11 frequencies: above 2/11, the share of equal powers
     with pytest.raises(ValueError, match="constant over the residues"):

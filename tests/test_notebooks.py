@@ -15,6 +15,8 @@ EXPECTED_TEXT = {
     "scaling_laws": ["Objective 0.001018274018", "alpha: 95% CI", "approach 3 a = 0.514"],
     "landscape_and_fisher": ["Fisher = GGN: relative difference", "K-FAC relative error", "CG: damping",
                              "curvature along the top eigenvector", "after weight matching"],
+    "grokking_probes": ["test accuracy at the end", "Fourier concentration per unit", "softmax-collapsed fraction",
+                        "CKA to the final representation", "EL2N at initialisation"],
 }
 
 

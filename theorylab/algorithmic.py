@@ -15,10 +15,15 @@ with the logit-scaling direction, and Fourier features.
 * **Fourier features** (Nanda, Chan, Lieberum, Smith & Steinhardt 2023, "Progress measures for grokking
   via mechanistic interpretability", ICLR, Sec. 4): a network that has learned modular addition
   embeds each residue ``a`` by ``cos(2 pi k a / p)``, ``sin(2 pi k a / p)`` for a few key frequencies
-  ``k``.  :func:`fourier_spectrum` gives the power of an embedding matrix ``(features, p)`` at each
-  frequency ``k = 1 .. p // 2`` (``k`` and ``p - k`` together, the constant left out) and the fraction of
-  the power in the ``top`` strongest frequencies: ``top / (p // 2)`` on average for random
-  embeddings, 1 for a planted Fourier solution with at most ``top`` frequencies.
+  ``k``; in a two-layer MLP each hidden unit picks one frequency, different units different ones
+  (Gromov 2023, "Grokking modular arithmetic", arXiv:2301.02679).  :func:`fourier_spectrum` gives the
+  power of an embedding matrix ``(features, p)`` at each frequency ``k = 1 .. p // 2`` (``k`` and
+  ``p - k`` together, the constant left out), the fraction of the power in the ``top`` strongest
+  frequencies (about ``top / (p // 2)`` for random embeddings, 1 for a planted solution with at most
+  ``top`` frequencies), and the per-feature concentration: the share of each feature's power at its
+  own strongest frequency, averaged with the features' powers as weights (about ``H_m / m`` for
+  ``m = p // 2`` frequencies and random features, ``H_m`` the harmonic number; 1 when every feature has
+  one frequency).
 """
 from __future__ import annotations
 
@@ -73,13 +78,15 @@ def logit_scaling_cosine(model: nn.Module, loss_fn: LossFn, data: Data, *, param
 
 @result_class
 class FourierSpectrum(Result):
-    """Power of an embedding at each frequency ``k = 1 .. p // 2`` and the share of the ``top`` strongest."""
+    """Power of an embedding at each frequency ``k = 1 .. p // 2``, the share of the ``top`` strongest, and the
+    per-feature concentration (module docstring)."""
 
     modulus: int
     power: np.ndarray
     top: int
     top_fraction: float
     key_frequencies: list[int]
+    feature_concentration: float
 
     def plot(self, ax: Any = None) -> Any:
         ax = axes_or_new(ax)
@@ -102,14 +109,19 @@ def fourier_spectrum(embedding: Tensor | np.ndarray, *, top: int = 5) -> Fourier
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= half:
         raise ValueError(f"top must be an integer in [1, {half}], got {top!r}")
     spectrum = np.abs(np.fft.fft(e - e.mean(1, keepdims=True), axis=1)) ** 2
-    power = spectrum[:, 1:half + 1].sum(0)
-    mirror = spectrum[:, p - half:][:, ::-1].sum(0)  # frequencies p - k, k = 1 .. half
-    power = power + mirror if p % 2 else np.concatenate([power[:-1] + mirror[:-1], power[-1:]])
+    per_feature = spectrum[:, 1:half + 1]
+    mirror = spectrum[:, p - half:][:, ::-1]  # frequencies p - k, k = 1 .. half
+    if p % 2:
+        per_feature = per_feature + mirror
+    else:  # k = p/2 is its own mirror
+        per_feature = np.concatenate([per_feature[:, :-1] + mirror[:, :-1], per_feature[:, -1:]], axis=1)
+    power = per_feature.sum(0)
     if power.sum() == 0:
         raise ValueError("the embedding is constant over the residues: it has no Fourier power")
     order = np.argsort(power)[::-1][:top]
     return FourierSpectrum(modulus=p, power=power, top=top, top_fraction=float(power[order].sum() / power.sum()),
-                           key_frequencies=sorted(int(k) + 1 for k in order))
+                           key_frequencies=sorted(int(k) + 1 for k in order),
+                           feature_concentration=float(per_feature.max(1).sum() / power.sum()))
 
 
 def planted_fourier_embedding(p: int, frequencies: list[int], *, features: int = 8, seed: int = 0) -> np.ndarray:
