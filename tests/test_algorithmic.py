@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from theorylab.algorithmic import (fourier_spectrum, logit_scaling_cosine, planted_fourier_embedding,
-                                   softmax_collapse_fraction)
+from theorylab.algorithmic import (fourier_spectrum, logit_scaling_cosine, modular_network, planted_fourier_embedding,
+                                   random_concentration, softmax_collapse_fraction)
 from theorylab.tasks import modular_arithmetic, one_hot_pairs
 
 
@@ -49,7 +49,7 @@ def test_a_planted_fourier_embedding_is_found_and_a_random_one_is_spread():
     rng = np.random.default_rng(0)
     concentration = np.mean([fourier_spectrum(rng.standard_normal((64, 23)), top=2).feature_concentration
                              for _ in range(20)])
-    assert concentration == pytest.approx(sum(1 / j for j in range(1, 12)) / 11, rel=0.15)  # E[max share] ~ H_m / m
+    assert concentration == pytest.approx(random_concentration(23), rel=0.15)  # E[max share] ~ H_m / m
     fractions = [fourier_spectrum(rng.standard_normal((64, 23)), top=2).top_fraction for _ in range(20)]
     assert 2 / 11 < np.mean(fractions) < 2.5 * 2 / 11  # top 2 of 11 frequencies: above 2/11, the share of equal powers
     with pytest.raises(ValueError, match="constant over the residues"):
@@ -66,3 +66,12 @@ def test_modular_arithmetic_data():
     assert one_hot_pairs(x[:2], 7).sum(1).tolist() == [2.0, 2.0]
     with pytest.raises(ValueError, match="operation must be"):
         modular_arithmetic(7, operation="divide")
+
+
+def test_the_modular_network_computes_its_formula_and_keeps_the_global_generator():
+    state = torch.get_rng_state()
+    model = modular_network(5, 4, seed=3).double()
+    assert torch.equal(state, torch.get_rng_state())
+    x = one_hot_pairs(torch.tensor([[1, 2], [4, 0]]), 5, dtype=torch.float64)
+    w1, w2 = model[0].weight, model[2].weight
+    torch.testing.assert_close(model(x), ((x @ w1.T) ** 2) @ w2.T, rtol=1e-12, atol=0)

@@ -124,6 +124,30 @@ def fourier_spectrum(embedding: Tensor | np.ndarray, *, top: int = 5) -> Fourier
                            feature_concentration=float(per_feature.max(1).sum() / power.sum()))
 
 
+class Square(nn.Module):
+    """The activation ``h -> h^2``."""
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h * h
+
+
+def modular_network(p: int, width: int, *, seed: int = 0) -> nn.Sequential:
+    """The two-layer network ``W2 (W1 x)^2`` on two concatenated one-hot residues, without biases (Gromov 2023,
+    "Grokking modular arithmetic"): it can represent modular addition exactly with Fourier features."""
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(2 * p, width, bias=False), Square(), nn.Linear(width, p, bias=False))
+    torch.set_rng_state(generator_state)
+    return model
+
+
+def random_concentration(p: int) -> float:
+    """The per-feature concentration of random Gaussian features: ``H_m / m`` for ``m = p // 2`` frequencies (the
+    expected largest share of ``m`` exponential powers), the level a trained embedding is compared with."""
+    m = p // 2
+    return sum(1.0 / j for j in range(1, m + 1)) / m
+
+
 def planted_fourier_embedding(p: int, frequencies: list[int], *, features: int = 8, seed: int = 0) -> np.ndarray:
     """A ``(features, p)`` embedding built from ``cos`` and ``sin`` of ``2 pi k a / p`` at ``frequencies`` only,
     mixed by a random matrix (the form Nanda et al. 2023 find): for probes to be checked against."""
