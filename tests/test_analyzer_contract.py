@@ -29,7 +29,8 @@ from theorylab.results import Result
 
 ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gradients", "theorylab.kernels",
                     "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
-                    "theorylab.alignment", "theorylab.difficulty", "theorylab.information", "theorylab.algorithmic"]
+                    "theorylab.alignment", "theorylab.difficulty", "theorylab.information", "theorylab.algorithmic",
+                    "theorylab.attribution"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -111,15 +112,16 @@ CALLS = {
     "correct_predictions": lambda m, loss, data, b: ((m, data), {}),
     "softmax_collapse_fraction": lambda m, loss, data, b: ((m, data), {}),
     "logit_scaling_cosine": lambda m, loss, data, b: ((m, loss, data), {}),
+    "input_gradients": lambda m, loss, data, b: ((m, loss, data), {}),
     "information_plane": lambda m, loss, data, b: ((m, data), {"layers": ["body.2"], "value_range": (-1.0, 1.0)}),
 }
 
 
 # functions of a model that measure nothing themselves: they select layers or stream activations for analyzers
 BUILDING_BLOCKS = {"resolve_layers", "stream_activations", "weight_matrices", "random_direction", "interpolation_state",
-                   "chain_spec", "random_permutation", "check_symmetry"}
+                   "chain_spec", "random_permutation", "check_symmetry", "pgd_perturbation"}
 # analyzers of single examples: undefined where BatchNorm in train mode couples the examples of a batch
-PER_EXAMPLE = {"grand_scores", "per_example_gradients", "empirical_fisher", "gradient_statistics", "per_parameter_snr",
+PER_EXAMPLE = {"grand_scores", "input_gradients", "per_example_gradients", "empirical_fisher", "gradient_statistics", "per_parameter_snr",
                "group_gradient_cosines", "gradient_ranks", "empirical_ntk", "empirical_ntk_blocks"}
 
 

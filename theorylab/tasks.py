@@ -110,3 +110,40 @@ def gaussian_classes(n_per_class: int, mean: torch.Tensor, cov: torch.Tensor, *,
     z = torch.randn(2 * n_per_class, len(mean), generator=g, dtype=torch.float64) @ factor.T
     y = torch.arange(2 * n_per_class) % 2
     return z + (2 * y[:, None] - 1) * mean.to(torch.float64), y
+
+
+def block_digits(*, test_fraction: float = 0.3, seed: int = 0, dtype: torch.dtype = torch.float32) -> DataSplit:
+    """The digits as two-block images (Shah et al. 2021's BlockMNIST on the 8x8 digits): each ``16 x 8`` image
+    stacks the digit (pixels scaled to ``[0, 1]``) and a fixed class-independent null pattern (a square
+    outline), the digit on top or at the bottom at random.  Inputs are flattened (128 values); the signal
+    block's position is :func:`digit_block_mask` of the inputs.
+    """
+    from sklearn.datasets import load_digits as _sk_digits
+
+    _check_fraction("test_fraction", test_fraction)
+    bunch = _sk_digits()
+    digits = torch.as_tensor(bunch.data, dtype=torch.float64).reshape(-1, 8, 8) / 16.0
+    null = torch.zeros(8, 8, dtype=torch.float64)
+    null[1, 1:7] = null[6, 1:7] = null[1:7, 1] = null[1:7, 6] = 1.0
+    g = torch.Generator().manual_seed(seed)
+    top = torch.rand(len(digits), generator=g) < 0.5
+    images = torch.where(top[:, None, None], torch.cat([digits, null.expand_as(digits)], 1),
+                         torch.cat([null.expand_as(digits), digits], 1))
+    x, y = images.reshape(len(digits), -1).to(dtype), torch.as_tensor(bunch.target, dtype=torch.long)
+    perm = torch.randperm(len(y), generator=g)
+    n_test = int(round(test_fraction * len(y)))
+    test, train = perm[:n_test], perm[n_test:]
+    return DataSplit(x[train], y[train], x[test], y[test], 10)
+
+
+def digit_block_mask(inputs: torch.Tensor) -> torch.Tensor:
+    """``(N, 128)`` booleans: which pixels of each :func:`block_digits` input belong to the digit, not the null
+    pattern (the block that is not the fixed outline)."""
+    images = inputs.reshape(len(inputs), 16, 8)
+    null = torch.zeros(8, 8, dtype=inputs.dtype)
+    null[1, 1:7] = null[6, 1:7] = null[1:7, 1] = null[1:7, 6] = 1.0
+    top_is_null = (images[:, :8] == null).all(dim=(1, 2)) & ~(images[:, 8:] == null).all(dim=(1, 2))
+    mask = torch.zeros(len(inputs), 16, 8, dtype=torch.bool)
+    mask[top_is_null, 8:] = True
+    mask[~top_is_null, :8] = True
+    return mask.reshape(len(inputs), -1)
