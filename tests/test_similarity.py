@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from theorylab.similarity import cka, gram, hsic
+from theorylab.similarity import cka, direction_alignment, gram, hsic
 
 
 def _data(n=40, p=12, q=7, seed=0):
@@ -81,3 +81,12 @@ def test_bad_input_is_named():
         cka(torch.ones(5, 3), y[:5])
     with pytest.raises(ValueError, match="NaN"):
         cka(x * float("nan"), y)
+
+
+def test_direction_alignment_is_the_largest_absolute_cosine():
+    directions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    vectors = torch.tensor([[-3.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    got = direction_alignment(vectors, directions)
+    torch.testing.assert_close(got, torch.tensor([1.0, 2 ** -0.5, 0.0, 0.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="zero vector"):
+        direction_alignment(vectors, torch.zeros(1, 3))

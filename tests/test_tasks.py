@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from theorylab.tasks import (binary_patterns, block_digits, digit_block_mask, gaussian_classes, spiked_gaussian_classes)
+from theorylab.tasks import (binary_patterns, block_digits, digit_block_mask, gaussian_classes, spiked_gaussian_classes,
+                             xor_clusters)
 from theorylab.theory import logistic_asymptotic_error, naive_bayes_asymptotic_error
 
 
@@ -44,3 +45,11 @@ def test_block_digits_stack_the_digit_and_the_fixed_null_pattern():
     null = x[~mask].reshape(-1, 64)
     assert torch.equal(null, null[:1].expand_as(null))  # one pattern for every example
     assert 0.4 < float(mask[:, 0].float().mean()) < 0.6  # the digit on top about half of the time
+
+
+def test_xor_clusters_have_xor_labels_and_the_stated_label_noise():
+    x, noisy, clean = xor_clusters(20000, 5, signal=3.0, noise_rate=0.1, seed=0)
+    along = torch.where(x[:, 0].abs() > x[:, 1].abs(), 1.0, -1.0)  # the nearer axis decides the clean label
+    assert float((along == clean).float().mean()) > 0.95
+    assert float((noisy != clean).float().mean()) == pytest.approx(0.1, abs=0.01)
+    assert float(clean.mean()) == pytest.approx(0.0, abs=0.03)

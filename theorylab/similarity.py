@@ -96,3 +96,20 @@ def cka(x: Tensor | np.ndarray, y: Tensor | np.ndarray, *, kernel: Kernel = "lin
     if kk <= 0 or ll <= 0:
         raise ValueError("a representation is constant over the examples (zero HSIC with itself): CKA is undefined")
     return kl / math.sqrt(kk * ll)
+
+
+def direction_alignment(vectors: Tensor | np.ndarray, directions: Tensor | np.ndarray) -> Tensor:
+    """``(n,)``: for each row of ``vectors``, ``max_k |cos(v, d_k)|`` over the rows ``d_k`` of ``directions``.
+
+    E.g. how much each first-layer neuron of a network points along a planted feature or a cluster mean
+    (Xu et al. 2024 follow the neurons' alignment with the XOR cluster means).  A zero vector scores 0.
+    """
+    v, d = (torch.as_tensor(np.asarray(t.detach().cpu() if isinstance(t, Tensor) else t), dtype=torch.float64)
+            for t in (vectors, directions))
+    if v.dim() != 2 or d.dim() != 2 or v.shape[1] != d.shape[1]:
+        raise ValueError(f"vectors and directions must be matrices with rows of one dimension, got {tuple(v.shape)} "
+                         f"and {tuple(d.shape)}")
+    if (d.norm(dim=1) == 0).any():
+        raise ValueError("a direction is the zero vector")
+    cos = (v @ d.T) / (v.norm(dim=1, keepdim=True).clamp_min(1e-300) * d.norm(dim=1)[None, :])
+    return cos.abs().max(1).values

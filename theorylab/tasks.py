@@ -7,7 +7,11 @@
 * :func:`modular_arithmetic`: all pairs ``(a, b)`` of residues mod ``p`` with label ``a o b mod p``
   (Power et al. 2022, "Grokking: generalization beyond overfitting on small algorithmic datasets").
 
-Every generator returns a :class:`theorylab.data.DataSplit` and is deterministic given ``seed``.
+* :func:`block_digits`: the digits beside a fixed null pattern (Shah et al. 2021's BlockMNIST).
+* :func:`xor_clusters`: four Gaussian clusters with XOR labels and label noise (Xu et al. 2024).
+
+Generators return a :class:`theorylab.data.DataSplit` (or tensors, where stated) and are deterministic given
+``seed``.
 """
 from __future__ import annotations
 
@@ -147,3 +151,25 @@ def digit_block_mask(inputs: torch.Tensor) -> torch.Tensor:
     mask[top_is_null, 8:] = True
     mask[~top_is_null, :8] = True
     return mask.reshape(len(inputs), -1)
+
+
+def xor_clusters(n: int, dim: int, *, signal: float, noise_rate: float = 0.0, seed: int = 0,
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """XOR cluster data (Xu, Wang, Frei, Vardi & Hu 2024): ``x = c + xi`` with the cluster mean ``c`` one of
+    ``+-signal e_1`` (label +1) and ``+-signal e_2`` (label -1), equally likely, ``xi ~ N(0, I_dim)``; a
+    ``noise_rate`` fraction of the labels is flipped at random.  Returns ``(x, noisy labels, clean labels)``,
+    labels in ``{-1, +1}``.
+    """
+    _check_positive(n=n, dim=dim)
+    if dim < 2:
+        raise ValueError(f"dim must be >= 2 (two orthogonal cluster directions), got {dim}")
+    if not 0.0 <= noise_rate < 0.5:
+        raise ValueError(f"noise_rate must be in [0, 0.5), got {noise_rate}")
+    g = torch.Generator().manual_seed(seed)
+    cluster = torch.randint(0, 4, (n,), generator=g)
+    means = torch.zeros(4, dim, dtype=torch.float64)
+    means[0, 0], means[1, 0], means[2, 1], means[3, 1] = signal, -signal, signal, -signal
+    clean = torch.where(cluster < 2, 1.0, -1.0).to(torch.float64)
+    x = means[cluster] + torch.randn(n, dim, generator=g, dtype=torch.float64)
+    flipped = torch.rand(n, generator=g) < noise_rate
+    return x.to(dtype), torch.where(flipped, -clean, clean).to(dtype), clean.to(dtype)
