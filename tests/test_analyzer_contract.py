@@ -30,7 +30,7 @@ from theorylab.results import Result
 ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gradients", "theorylab.kernels",
                     "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
                     "theorylab.alignment", "theorylab.difficulty", "theorylab.information", "theorylab.algorithmic",
-                    "theorylab.attribution"]
+                    "theorylab.attribution", "theorylab.updates"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -113,6 +113,10 @@ CALLS = {
     "softmax_collapse_fraction": lambda m, loss, data, b: ((m, data), {}),
     "logit_scaling_cosine": lambda m, loss, data, b: ((m, loss, data), {}),
     "input_gradients": lambda m, loss, data, b: ((m, loss, data), {}),
+    "update_ranks": lambda m, loss, data, b: ((m, {n: p.detach() * 0.5 for n, p in m.named_parameters()}), {}),
+    "layer_gradient_ranks": lambda m, loss, data, b: ((m, loss, data), {}),
+    "neuron_update_norms": lambda m, loss, data, b: ((m, {n: p.detach() * 0.5 for n, p in m.named_parameters()}),
+                                                     {}),
     "information_plane": lambda m, loss, data, b: ((m, data), {"layers": ["body.2"], "value_range": (-1.0, 1.0)}),
 }
 
