@@ -18,11 +18,14 @@ Imports nothing but numpy, scipy and sympy.
 * :mod:`~theorylab.theory.diffusion`: ultra-slow diffusion of the weights (Hoffer et al. 2017).
 * :mod:`~theorylab.theory.double_descent`: where the double-descent peak sits (Nakkiran et al. 2019;
   Belkin et al. 2019).
+* :mod:`~theorylab.theory.deep_classifiers`: majority vote and 1-nearest neighbour, the limits of deep NTK
+  classifiers (Radhakrishnan et al. 2023).
 * :mod:`~theorylab.theory.generative_discriminative`: errors of naive Bayes and logistic regression on
   Gaussian classes, and their sample complexities (Ng & Jordan 2001).
 * :mod:`~theorylab.theory.scaling_laws`: published scaling-law fits (Besiroglu et al. 2024).
 """
 from theorylab.theory.batch_hessian import batch_hessian_excess_exponents
+from theorylab.theory.deep_classifiers import majority_vote, nearest_neighbour
 from theorylab.theory.deep_linear import saxe_learning_time, saxe_mode_strength, saxe_mode_strength_symbolic
 from theorylab.theory.diffusion import diffusion_exponent, free_diffusion_exponent, ultra_slow_distance
 from theorylab.theory.double_descent import interpolation_threshold, random_features_peak
@@ -49,4 +52,5 @@ __all__ = [
     "saxe_learning_time", "saxe_mode_strength", "saxe_mode_strength_symbolic", "sgd_trace_threshold",
     "spiked_outlier", "steps_to_target", "symmetric_overparam_tail", "ufm_global_objective", "ultra_slow_distance",
 ]
-__all__ += ["linear_rule_error", "logistic_asymptotic_error", "naive_bayes_asymptotic_error", "sample_complexity_growth"]
+__all__ += ["linear_rule_error", "logistic_asymptotic_error", "majority_vote", "naive_bayes_asymptotic_error",
+            "nearest_neighbour", "sample_complexity_growth"]
