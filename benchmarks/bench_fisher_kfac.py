@@ -64,7 +64,7 @@ def run(repeats: int) -> list[dict[str, Any]]:
         label = "one batch of 512" if batches == 1 else "two batches of 256"
         exact = fisher(model, loss, data)
         theirs_ggn = curvlinops.GGNLinearOperator(model, loss, params, batch_list, check_deterministic=False)
-        ours_mc = fisher(model, loss, data, num_samples=1, seed=0)
+        ours_mc = fisher(model, loss, data, num_draws=1, seed=0)
         theirs_mc = curvlinops.FisherMCLinearOperator(model, loss, params, batch_list, mc_samples=1,
                                                       check_deterministic=False)
         pairs = {

@@ -161,8 +161,8 @@ def speed(name: str, model: nn.Module, x: torch.Tensor, repeats: int, device: to
         ("blocks", "theorylab jacobian", lambda: empirical_ntk_blocks(model, x, method="jacobian").blocks),
         ("blocks", "plain torch.func contraction", lambda: plain_torch_func(model, x)),
         ("blocks", "nngeometry GramMatrix", lambda: nngeometry_blocks(model, x)),
-        ("trace", "theorylab auto", lambda: empirical_ntk(model, x, reduce="sum").kernel),
-        ("trace", "theorylab jacobian", lambda: empirical_ntk(model, x, reduce="sum", method="jacobian").kernel),
+        ("trace", "theorylab auto", lambda: empirical_ntk(model, x, reduction="sum").kernel),
+        ("trace", "theorylab jacobian", lambda: empirical_ntk(model, x, reduction="sum", method="jacobian").kernel),
         ("trace", "plain torch.func contraction", lambda: plain_torch_func(model, x, trace=True)),
     ]
     if name == "MLP":  # NTK-vector products: exact but slow; once is enough to see it
@@ -204,7 +204,7 @@ def scale_child(n: int, threads: int) -> None:
     torch.set_num_threads(threads)
     model, x = mlp(), inputs((64,), n)
     start = time.perf_counter()
-    result = empirical_ntk(model, x, reduce="mean")
+    result = empirical_ntk(model, x, reduction="mean")
     seconds = time.perf_counter() - start
     print(json.dumps({"inputs": n, "seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "block_size": result.meta["block_size"], "features_cached": result.meta["features_cached"],

@@ -76,7 +76,7 @@ def _other(model):
 CALLS = {
     "hessian": lambda m, loss, data, b: ((m, loss, data), {}),
     "ggn": lambda m, loss, data, b: ((m, loss, data), {}),
-    "fisher": lambda m, loss, data, b: ((m, loss, data), {"num_samples": 2, "seed": 3}),
+    "fisher": lambda m, loss, data, b: ((m, loss, data), {"num_draws": 2, "seed": 3}),
     "empirical_fisher": lambda m, loss, data, b: ((m, loss, data), {"chunk_size": 4}),
     "kfac": lambda m, loss, data, b: ((m, loss, data), {"params": ["body.0", "body.4", "head"]}),
     "lambda_max": lambda m, loss, data, b: ((m, loss, data), {"seed": 3, "tol": 1e-8}),

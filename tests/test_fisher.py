@@ -80,7 +80,7 @@ def test_exact_fisher_equals_ggn_and_the_label_expectation(loss):
 def test_monte_carlo_fisher_is_fixed_and_converges_at_the_square_root_rate(loss):
     model, (x, y) = _mlp(), _data(loss)
     exact = fisher(model, _LOSSES[loss], (x, y)).to_dense()
-    op = fisher(model, _LOSSES[loss], _uneven(x, y), num_samples=4, seed=7)
+    op = fisher(model, _LOSSES[loss], _uneven(x, y), num_draws=4, seed=7)
     first = op.to_dense()
     torch.testing.assert_close(op.to_dense(), first, atol=0, rtol=0)  # the same labels in every pass
     torch.testing.assert_close(first, first.T, atol=ATOL, rtol=0)
@@ -88,7 +88,7 @@ def test_monte_carlo_fisher_is_fixed_and_converges_at_the_square_root_rate(loss)
     samples = [4, 16, 64, 256]
     errors = []
     for m in samples:  # relative Frobenius error, averaged over 6 seeds
-        errs = [float((fisher(model, _LOSSES[loss], (x, y), num_samples=m, seed=s).to_dense() - exact).norm()
+        errs = [float((fisher(model, _LOSSES[loss], (x, y), num_draws=m, seed=s).to_dense() - exact).norm()
                       / exact.norm()) for s in range(6)]
         errors.append(np.mean(errs))
     slope = np.polyfit(np.log(samples), np.log(errors), 1)[0]
@@ -98,8 +98,8 @@ def test_monte_carlo_fisher_is_fixed_and_converges_at_the_square_root_rate(loss)
 
 def test_monte_carlo_fisher_differs_between_seeds_and_matches_within_one_batch_and_a_loader():
     model, (x, y) = _mlp(), _data("ce")
-    a = fisher(model, nn.CrossEntropyLoss(), (x, y), num_samples=2, seed=0).to_dense()
-    b = fisher(model, nn.CrossEntropyLoss(), (x, y), num_samples=2, seed=1).to_dense()
+    a = fisher(model, nn.CrossEntropyLoss(), (x, y), num_draws=2, seed=0).to_dense()
+    b = fisher(model, nn.CrossEntropyLoss(), (x, y), num_draws=2, seed=1).to_dense()
     assert (a - b).abs().max() > 1e-3
 
 
@@ -142,8 +142,8 @@ def test_clear_errors():
         fisher(model, lambda o, t: (o ** 2).mean(), (x, y))
     with pytest.raises(ValueError, match="label smoothing"):
         fisher(model, nn.CrossEntropyLoss(label_smoothing=0.1), (x, y))
-    with pytest.raises(ValueError, match="num_samples must be a positive integer"):
-        fisher(model, nn.CrossEntropyLoss(), (x, y), num_samples=0)
+    with pytest.raises(ValueError, match="num_draws must be a positive integer"):
+        fisher(model, nn.CrossEntropyLoss(), (x, y), num_draws=0)
     with pytest.raises(ValueError, match="likelihood must be one of"):
         fisher(model, nn.CrossEntropyLoss(), (x, y), likelihood="poisson")
     with pytest.raises(ValueError, match="chunk_size"):

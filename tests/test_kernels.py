@@ -64,7 +64,7 @@ def test_linear_model_ntk_is_gram_matrix_times_identity(bias, x64):
     for method in ("auto", "jacobian", "ntk_vp"):
         torch.testing.assert_close(_blocks(model, x1, x2, method=method), expected, rtol=1e-13, atol=1e-13)
         torch.testing.assert_close(_kernel(model, x1, x2, method=method), gram, rtol=1e-13, atol=1e-13)
-        torch.testing.assert_close(_kernel(model, x1, x2, reduce="sum", method=method), 3 * gram, rtol=1e-13,
+        torch.testing.assert_close(_kernel(model, x1, x2, reduction="sum", method=method), 3 * gram, rtol=1e-13,
                                    atol=1e-13)
 
 
@@ -83,7 +83,7 @@ def test_methods_equal_explicit_jacobian_product(model_fn, method, block_size, x
     full = _blocks(model, x1, x2, method=method, block_size=block_size)
     torch.testing.assert_close(full, reference, rtol=1e-12, atol=1e-12)
     trace = reference.diagonal(dim1=2, dim2=3).sum(-1)
-    torch.testing.assert_close(_kernel(model, x1, x2, reduce="sum", method=method, block_size=block_size),
+    torch.testing.assert_close(_kernel(model, x1, x2, reduction="sum", method=method, block_size=block_size),
                                trace, rtol=1e-12, atol=1e-12)
     # symmetric case: only the upper block triangle is computed, then mirrored
     sym = _blocks(model, x1, method=method, block_size=block_size)
@@ -138,7 +138,7 @@ def test_bad_input_is_rejected_clearly(x64):
     with pytest.raises(ValueError, match="per-example shape"):
         empirical_ntk(model, x1, torch.zeros(3, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="empirical_ntk_blocks"):
-        empirical_ntk(model, x1, reduce="none")
+        empirical_ntk(model, x1, reduction="none")
     with pytest.raises(ValueError, match="method"):
         empirical_ntk(model, x1, method="hooks")
     with pytest.raises(ValueError, match="block_size"):

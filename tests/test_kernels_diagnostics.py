@@ -25,14 +25,14 @@ def test_alignment_matches_numpy_formula_plain_and_centred():
     kc, yc = h @ k @ h, h @ yy @ h
     centred = (kc * yc).sum() / (np.linalg.norm(kc) * np.linalg.norm(yc))
     assert kernel_alignment(k, y) == pytest.approx(plain, rel=1e-13)
-    assert kernel_alignment(torch.tensor(k), torch.tensor(y), centered=True) == pytest.approx(centred, rel=1e-13)
+    assert kernel_alignment(torch.tensor(k), torch.tensor(y), center=True) == pytest.approx(centred, rel=1e-13)
 
 
 def test_alignment_of_the_target_kernel_is_one_and_labels_are_one_hot():
     labels = torch.tensor([0, 2, 1, 0, 2])
     onehot = nn.functional.one_hot(labels).double()
     assert kernel_alignment(onehot @ onehot.T, labels) == pytest.approx(1.0, abs=1e-14)
-    assert kernel_alignment(3.0 * onehot @ onehot.T, labels, centered=True) == pytest.approx(1.0, abs=1e-14)
+    assert kernel_alignment(3.0 * onehot @ onehot.T, labels, center=True) == pytest.approx(1.0, abs=1e-14)
 
 
 def test_kernel_distance_known_values():

@@ -56,7 +56,7 @@ def check_all_methods(model, x1, x2=None, *, paths=None, block_size=3, reference
     for method in ("auto", "jacobian"):
         result = empirical_ntk_blocks(model, x1, x2, method=method, block_size=block_size, **kwargs)
         torch.testing.assert_close(torch.from_numpy(result.blocks), reference, **TOL)
-        trace = empirical_ntk(model, x1, x2, method=method, block_size=block_size, reduce="sum", **kwargs)
+        trace = empirical_ntk(model, x1, x2, method=method, block_size=block_size, reduction="sum", **kwargs)
         torch.testing.assert_close(torch.from_numpy(trace.kernel), reference.diagonal(dim1=2, dim2=3).sum(-1), **TOL)
         auto = auto or result
     if paths is not None:

@@ -142,7 +142,7 @@ def test_monte_carlo_kfac_converges_to_exact_kfac():
     exact = kfac(model, nn.CrossEntropyLoss(), (x, y)).to_dense()
     errors = []
     for m in [4, 64, 1024]:
-        errs = [float((kfac(model, nn.CrossEntropyLoss(), (x, y), fisher_type="mc", num_samples=m,
+        errs = [float((kfac(model, nn.CrossEntropyLoss(), (x, y), fisher_type="mc", num_draws=m,
                             seed=s).to_dense() - exact).norm() / exact.norm()) for s in range(4)]
         errors.append(np.mean(errs))
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.05, errors

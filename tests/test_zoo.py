@@ -57,7 +57,7 @@ ANALYSES = {
         sum(p.numel() for p in c.model.parameters())),
     "ggn": lambda c: tl.ggn(c.model, c.loss_fn, c.data, mode=c.mode) @ _probe(
         sum(p.numel() for p in c.model.parameters())),
-    "fisher": lambda c: tl.fisher(c.model, c.loss_fn, c.data, mode=c.mode, num_samples=2) @ _probe(
+    "fisher": lambda c: tl.fisher(c.model, c.loss_fn, c.data, mode=c.mode, num_draws=2) @ _probe(
         sum(p.numel() for p in c.model.parameters())),
     "empirical_fisher": lambda c: tl.empirical_fisher(c.model, c.loss_fn, c.data, mode=c.mode) @ _probe(
         sum(p.numel() for p in c.model.parameters())),

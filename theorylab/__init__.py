@@ -20,7 +20,8 @@ The public API, grouped (names load on first use, so ``import theorylab`` stays 
 * theory: the closed-form predictions live in :mod:`theorylab.theory`;
 * training and sweeps: :class:`Monitor`, :func:`grid` (and ``theorylab.train.train``,
   ``theorylab.sweep.sweep``: their modules share their names, so they are not re-exported here);
-* results and claims: :class:`Result`, :func:`verify`, :func:`load_analyses`.
+* results and claims: :class:`Result`, :func:`verify`, :func:`load_analyses`;
+* CPU threads: :class:`threads` (``with theorylab.threads(1): ...``; importing theorylab changes none).
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ _API: dict[str, str] = {
     "grid": "theorylab.sweep",
     # claims
     **dict.fromkeys(["verify", "load_analyses"], "theorylab.claims"),
+    # CPU threads, scoped
+    "threads": "theorylab.devices",
 }
 
 __all__ = ["__version__", "Result", "result_class", *_API]

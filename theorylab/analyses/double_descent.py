@@ -325,7 +325,7 @@ def figure_deep_double_descent(m: dict, p):
         prediction_level(ax, x=threshold, label="interpolation threshold (predicted peak)")
     ax.set(xlabel="hidden width", ylabel="0-1 error",
            title=f"digits, $n = {m['n']}$, label noise {m['label_noise']:.0%}")
-    log_axis(ax, "x", ticks=[int(w) for w in widths if w in (8, 16, 32, 64, 128, 256, 512, 1024)])
+    log_axis(ax, "x", ticks=[int(w) for w in widths][:: 1 if len(widths) <= 8 else 2])
     legend_outside(ax)
     return fig
 

@@ -11,7 +11,8 @@ import torch
 
 from theorylab.claims import (Context, Judgement, Mutation, bound, claim, effect, mean_and_stderr, precondition,
                               tolerance)
-from theorylab.claims.figures import band, legend_outside, log_axis, measured_shades, prediction, prediction_level
+from theorylab.claims.figures import (band, figure_legend, legend_outside, log_axis, measured_shades, prediction,
+                                      prediction_level)
 from theorylab.doubledescent import double_descent, linear_gd_run
 from theorylab.models import DeepLinear
 from theorylab.plotting import new_figure
@@ -96,7 +97,6 @@ def figure_overtraining(m: dict, p):
     ax1.set(xlabel="GD step", ylabel="excess test error", title="test error during training")
     log_axis(ax1, "x")
     log_axis(ax1, "y")
-    legend_outside(ax1)
     overtrain = errors[:, :, -1] - errors.min(axis=2)
     band(ax2, gamma, overtrain.T, errorbars=True, label="measured (mean ± 2 s.e.)")
     theory = [p.risk(steps, g, lr=lr, noise=NOISE) for g in gamma]
@@ -105,7 +105,7 @@ def figure_overtraining(m: dict, p):
     ax2.set(xlabel="$p / n$", ylabel="final minus early-stopped error", title="overtraining")
     log_axis(ax2, "x", ticks=[0.25, 0.5, 1, 2, 4])
     log_axis(ax2, "y")
-    legend_outside(ax2)
+    figure_legend(fig, [ax1, ax2])
     return fig
 
 
@@ -411,7 +411,6 @@ def figure_sensing(m: dict, p):
     ax1.set(xlabel="GD step $T$", ylabel=r"$\|X X^\top - M^*\|_F^2$", title="symmetric factors", ylim=(1e-26, 10))
     log_axis(ax1, "x")
     log_axis(ax1, "y")
-    legend_outside(ax1)
     rates = np.asarray(m["asym_rate"], dtype=float)
     alphas = np.asarray(m["alphas"])
     band(ax2, alphas, rates, errorbars=True, label="fitted linear rate (mean ± 2 s.e.)")
@@ -421,7 +420,7 @@ def figure_sensing(m: dict, p):
     ax2.set(xlabel=r"initialisation scale $\alpha$", ylabel="rate $c$ of $e^{-cT}$", title="asymmetric $F G^\\top$")
     log_axis(ax2, "x", ticks=list(alphas))
     log_axis(ax2, "y")
-    legend_outside(ax2)
+    figure_legend(fig, [ax1, ax2], ncol=2)
     return fig
 
 

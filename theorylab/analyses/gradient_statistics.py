@@ -158,10 +158,10 @@ def measure_diffusion(ctx: Context) -> dict:
             continue
         ce = nn.CrossEntropyLoss()
         res = train(model, ce, data, steps=steps, lr=0.1, optimizer="sgd", batch_size=batch, seed=seed,
-                    monitors=[distance_monitor(model, every=every), loss_monitor(ce, data, every=every)])
+                    monitors=[distance_monitor(model, every=every), loss_monitor(ce, data, every=epoch)])
         at = res.monitor_steps["distance_from_init"]
         distances.append(res.monitors["distance_from_init"][np.searchsorted(at, grid)])
-        losses.append(res.monitors["loss"][np.searchsorted(res.monitor_steps["loss"], grid)])
+        losses.append(np.interp(grid, res.monitor_steps["loss"], res.monitors["loss"]))
     return {"seeds": seeds, "t": grid, "distance": np.array(distances), "training_loss": np.array(losses)}
 
 

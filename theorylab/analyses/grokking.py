@@ -59,7 +59,7 @@ def _sphere_task(dim: int, n_train: int, n_test: int, seed: int) -> tuple[torch.
 
 def measure_grokking(ctx: Context) -> dict:
     dim, n_train, n_test = 12, ctx.pick(200, 600), 400
-    width, steps, every = ctx.pick(128, 1024), ctx.pick(1000, 10000), ctx.pick(10, 50)
+    width, steps, every = ctx.pick(128, 1024), ctx.pick(800, 10000), ctx.pick(10, 50)
     seeds = ctx.seeds(3, 5)[:2] if ctx.control else ctx.seeds(3, 5)
     runs = []
     for seed in seeds:
@@ -72,7 +72,7 @@ def measure_grokking(ctx: Context) -> dict:
             run = train(Centered(net, alpha).to(ctx.device), lambda out, t, a=alpha: mse(out, t) / a ** 2, (x, y),
                         steps=steps, lr=0.5, monitors=[loss_monitor(mse, (x, y), name="train", every=every),
                                                        loss_monitor(mse, (x_test, y_test), name="test", every=every),
-                                                       ntk_monitor(x, y, every=every * 5, params="net")])
+                                                       ntk_monitor(x, y, every=every * 10, params="net")])
             runs.append({"seed": seed, "alpha": alpha, "steps": run.monitor_steps["train"],
                          "train": run.monitors["train"], "test": run.monitors["test"],
                          "alignment_steps": run.monitor_steps["ntk.centered_alignment"],
@@ -195,6 +195,8 @@ claim("kumar2024.grokking_lazy_to_rich",
           Mutation("the same delay for every alpha", numbers=_same_delay),
           Mutation("no alignment change", numbers=lambda m: {**m, "runs": [
               {**r, "alignment": np.full(len(r["alignment"]), r["alignment"][0])} for r in m["runs"]]}),
+          Mutation("the training set never fitted", numbers=lambda m: {**m, "runs": [
+              {**r, "train": np.asarray(r["train"]) + r["variance"]} for r in m["runs"]]}),
           Mutation("alpha = 1 never generalises", numbers=lambda m: {**m, "runs": [
               {**r, "test": np.asarray(r["test"]) + (r["variance"] if r["alpha"] == min(m["alphas"]) else 0.0)}
               for r in m["runs"]]}),

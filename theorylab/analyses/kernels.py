@@ -32,6 +32,11 @@ def _sphere_inputs(n: int, dim: int, seed: int) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True) * math.sqrt(dim)
 
 
+def _kernel(model: nn.Module, x: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
+    """The empirical NTK of ``model`` (mean over outputs) as a CPU tensor."""
+    return torch.from_numpy(empirical_ntk(model, x, x2).kernel)
+
+
 def _slope(widths: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     """Log-log slope of ``values`` (networks x widths) against width, with its standard error."""
     w = np.repeat(np.asarray(widths, dtype=float)[None, :], values.shape[0], axis=0)
@@ -58,9 +63,9 @@ def measure_ntk_convergence(ctx: Context) -> dict:
     errors = np.zeros((len(seeds), len(widths)))
     for j, width in enumerate(widths):
         for i, seed in enumerate(seeds):
-            model = MLP(10, [width] * depth, 1, parametrization=parametrization, weight_var=sw2,
-                        bias_var=sb2, seed=seed * 1000 + i * 7919 + width).double().to(ctx.device)
-            k = torch.from_numpy(empirical_ntk(model, x.to(ctx.device)).kernel)
+            model = MLP(10, [width] * depth, 1, parametrization=parametrization, weight_var=sw2, bias_var=sb2,
+                        seed=seed * 1000 + i * 7919 + width).double().to(ctx.device)
+            k = _kernel(model, x.to(ctx.device))
             errors[i, j] = float(torch.linalg.norm(k - exact) / torch.linalg.norm(exact))
     return {"widths": widths, "seeds": seeds, "parametrization": parametrization, "errors": errors}
 
@@ -131,15 +136,13 @@ def measure_lazy_training(ctx: Context) -> dict:
         for i, seed in enumerate(seeds):
             model = MLP(8, [width] * depth, 1, parametrization="ntk", weight_var=2.0, output_multiplier=alpha,
                         seed=seed * 1000 + i * 7919 + width).to(ctx.device)
-            k0 = torch.from_numpy(empirical_ntk(model, x).kernel)
-            k0_star = torch.from_numpy(empirical_ntk(model, x_test, x).kernel)
+            k0, k0_star = _kernel(model, x), _kernel(model, x_test, x)
             with torch.no_grad():
                 f0, f0_test = model(x), model(x_test)
             _, lin_test = linearized_gd(k0.cpu(), k0_star.cpu(), y.cpu(), lr=lr, steps=steps, f0_train=f0.cpu(),
                                         f0_test=f0_test.cpu())
             train(model, mse, (x, y), steps=steps, lr=lr)
-            k_end = torch.from_numpy(empirical_ntk(model, x).kernel)
-            change[i, j] = float(torch.linalg.norm(k_end - k0) / torch.linalg.norm(k0))
+            change[i, j] = float(torch.linalg.norm(_kernel(model, x) - k0) / torch.linalg.norm(k0))
             with torch.no_grad():
                 net_test = model(x_test).cpu()
             gap[i, j] = float(torch.linalg.norm(net_test - lin_test) / torch.linalg.norm(lin_test))

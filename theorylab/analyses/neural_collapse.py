@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from theorylab.claims import (Context, Judgement, Mutation, bound, claim, effect, mean_and_stderr, paired_difference,
                               precondition, undecided)
-from theorylab.claims.figures import band, legend_outside, log_axis, measured_shades, prediction, prediction_level
+from theorylab.claims.figures import (band, figure_legend, legend_outside, log_axis, measured_shades, prediction,
+                                      prediction_level)
 from theorylab.collapse import class_geometry, collapse_monitor, neural_collapse
 from theorylab.data import load_digits
 from theorylab.models import MLP
@@ -28,7 +29,7 @@ FALL = math.log(1.1)  # smallest fall that counts, declared in advance: 10%
 
 
 def measure_terminal_phase(ctx: Context) -> dict:
-    steps, every = ctx.pick(3000, 30000), ctx.pick(100, 500)
+    steps, every = ctx.pick(3000, 30000), ctx.pick(200, 500)
     seeds = ctx.seeds(3, 3)[:2] if ctx.control else ctx.seeds(3, 3)
     runs = []
     for seed in seeds:
@@ -92,18 +93,28 @@ def judge_terminal_phase(m: dict, p) -> Judgement:
 
 
 def figure_terminal_phase(m: dict, p):
-    fig, axes = new_figure(ncols=4, width=2.9, height=2.9)
+    fig, axes = new_figure(ncols=2, nrows=2, width=3.4, height=2.6)
     steps = np.asarray(m["runs"][0]["steps"])
     starts = [s for s in (_terminal_start(r) for r in m["runs"]) if s is not None]
-    for ax, (key, label) in zip(axes, MEASURES.items()):
-        band(ax, steps, [np.maximum(r[key], 1e-4) for r in m["runs"]], marker="", label="measured (mean ± 2 s.e.)")
-        if starts:
-            ax.axvline(steps[min(starts)], color="0.5", ls=":", lw=1, label="zero training error (first seed)")
-        prediction_level(ax, y=1e-4 if key != "nc4" else 0.02,
-                         label="limit 0 (drawn at the axis floor)" if key != "nc4" else "bound at the end")
-        ax.set(yscale="log", xlabel="step", title=label)
-    legend_outside(axes[0], ncol=1)
-    legend_outside(axes[3], ncol=1)
+    start = min(starts) if starts else 0
+    for ax, (key, label) in zip(axes.ravel(), MEASURES.items()):
+        if key == "nc4":
+            band(ax, steps, [r[key] for r in m["runs"]], marker="", label="measured (mean ± 2 s.e. over seeds)")
+            prediction_level(ax, y=0.02, ls=":", label="bound on NC4 at the end (0.02)")
+            ax.set_ylabel("fraction of examples")
+        else:  # relative to the value at zero training error: the terminal phase starts at 1
+            band(ax, steps, [np.asarray(r[key]) / r[key][s if s is not None else 0]
+                             for r, s in zip(m["runs"], (_terminal_start(r) for r in m["runs"]))],
+                 marker="", label="measured (mean ± 2 s.e. over seeds)")
+            ax.set_ylabel("relative to zero training error")
+        if key == "etf_distance_means":
+            untrained = np.mean([r[key][0] / r[key][_terminal_start(r) or 0] for r in m["runs"]])
+            ax.axhline(untrained, color="0.5", lw=1, ls="-.", label="untrained network")
+        prediction_level(ax, y=0.0, label="predicted limit 0")
+        ax.axvline(steps[start], color="0.5", ls=":", lw=1, label="zero training error")
+        ax.set(xlabel="step", title=label.split(" ", 1)[0] + ": " + label.split(" ", 1)[1])
+        ax.set_ylim(bottom=-0.05 if key != "nc4" else 0.0)
+    figure_legend(fig, axes.ravel())
     return fig
 
 
@@ -138,7 +149,7 @@ claim("papyan2020.neural_collapse",
 # ---------------------------------------------------------------------------------------------
 LAMBDA_QUICK, LAMBDA_FULL = 5e-3, 5e-4  # N lambda = 0.4 quick, 0.5 full (at N lambda = 5 L-BFGS stalls at depth 6)
 GRAD_TOL = 2e-5  # times lambda: near a minimiser with curvature ~ lambda, parameter errors ~ 2e-5
-RESTARTS = 4  # random starts per fit at full scale (depth 6 has partly-trivial critical points)
+RESTARTS = 2  # random starts per fit at full scale (depth 6 has partly-trivial critical points)
 
 
 def _fit_ufm(counts: list[int], dim: int, depth: int, lam: float, seed: int, device: torch.device, init: float
@@ -317,7 +328,7 @@ claim("dang2023.deep_linear_collapse",
                 "separable per-class problem; that they are exactly the paper's theorem is our reading of it).",
       tolerance="Weight decay lambda = 5e-3 (quick, N lambda = 0.4) and 5e-4 (full, N lambda = 0.5). Preconditions: L-BFGS "
                 "in float64 reaches a largest gradient entry below 2e-5 lambda in every fit, and the "
-                "best of the random starts (1 quick, 4 full) reaches the global objective of the separable per-class "
+                "best of the random starts (1 quick, 2 full) reaches the global objective of the separable per-class "
                 "problem (theorylab.theory.ufm_global_objective) within 1e-8: with weight decay the origin, and at "
                 "depth >= 3 points with some classes left at zero, are local minima that L-BFGS can fall into. Near a "
                 "minimiser with curvature ~ lambda that gradient leaves parameter errors ~2e-5, so "

@@ -177,7 +177,7 @@ def measure_data_scaling(ctx: Context) -> dict:
 def power_law_extrapolation(sizes: np.ndarray, errors: np.ndarray, new_sizes: np.ndarray) -> np.ndarray:
     """Fit ``error = E + A m^-alpha`` (theorylab.fits, form ``power``, least squares) and evaluate it at ``new_sizes``."""
     res = fit({"m": np.asarray(sizes, dtype=float), "error": np.asarray(errors)}, "power", x=["m"], y="error",
-              loss="mse", seed=0)
+              penalty="mse", seed=0)
     return np.asarray(res.predict(m=np.asarray(new_sizes, dtype=float)))
 
 
@@ -253,6 +253,7 @@ claim("hestness2017.data_scaling",
       measure=measure_data_scaling, judge=judge_data_scaling, figure=figure_data_scaling,
       mutations=[
           Mutation("extrapolation 15% high", predictions={"extrapolate": lambda *a: 1.15 * power_law_extrapolation(*a)}),
+          Mutation("extrapolation twice as high", predictions={"extrapolate": lambda *a: 2 * power_law_extrapolation(*a)}),
           Mutation("flat error", numbers=lambda m: {**m, "errors": np.repeat(np.asarray(m["errors"])[:, :1],
                                                                              len(m["sizes"]), axis=1)}),
       ])

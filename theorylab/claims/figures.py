@@ -16,8 +16,8 @@ import numpy as np
 from theorylab.plotting import MEASURED, PREDICTED
 
 CONTROL = "0.55"
-__all__ = ["CONTROL", "MEASURED", "PREDICTED", "band", "legend_outside", "log_axis", "measured_shades",
-           "prediction", "prediction_level"]
+__all__ = ["CONTROL", "MEASURED", "PREDICTED", "band", "figure_legend", "legend_outside", "log_axis",
+           "measured_shades", "prediction", "prediction_level"]
 
 
 def measured_shades(n: int) -> list[Any]:
@@ -62,13 +62,23 @@ def band(ax: Any, x: Sequence[float], per_seed: Any, *, color: Any = MEASURED, l
 
 
 def legend_outside(ax: Any, *, where: str = "below", **kwargs: Any) -> Any:
-    """A legend beside (``"right"``) or below (``"below"``) the axes, never over the data."""
+    """A legend beside (``"right"``) or below (``"below"``, under the axis label) the axes, never over the data."""
     if where == "right":
         return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
     if where == "below":
-        return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), borderaxespad=0.0,
+        return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), borderaxespad=0.0,
                          ncol=kwargs.pop("ncol", 2), **kwargs)
     raise ValueError(f"where must be 'right' or 'below', got {where!r}")
+
+
+def figure_legend(fig: Any, axes: Sequence[Any], **kwargs: Any) -> Any:
+    """One legend below all panels of ``fig``, with each label once."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    return fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                      ncol=kwargs.pop("ncol", min(4, len(handles))), **kwargs)
 
 
 def log_axis(ax: Any, axis: str = "x", *, ticks: Sequence[float] | None = None) -> None:
@@ -77,10 +87,17 @@ def log_axis(ax: Any, axis: str = "x", *, ticks: Sequence[float] | None = None) 
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
     if ticks is not None:
         target.set_major_locator(FixedLocator(list(ticks)))
-        target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        target.set_major_formatter(plain)
     else:
-        target.set_major_locator(LogLocator(base=10))
-        target.set_major_formatter(LogFormatterMathtext(base=10))
+        ax.autoscale_view()
+        low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+        if 0 < low < high and np.log10(high / low) < 2:  # under two decades: label 1, 2, 5 of each decade
+            target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            target.set_major_formatter(plain)
+        else:
+            target.set_major_locator(LogLocator(base=10))
+            target.set_major_formatter(LogFormatterMathtext(base=10))
     target.set_minor_formatter(NullFormatter())

@@ -54,7 +54,7 @@ def write_report(records: list[dict[str, Any]], out_dir: str | Path, *, scale: s
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
-        fig = f"[png]({r['figure']}.png)" if r.get("figure") and r["verdict"] != "error" else "-"
+        fig = f"[png]({Path(r['figure']).name}.png)" if r.get("figure") and r["verdict"] != "error" else "-"
         lines.append(f"| `{r['claim_id']}` {_md(r['title'])} | {_md(r['citation'])} | {_md(r['predicted'])} | "
                      f"{_md(r['measured'])} | **{r['verdict']}** | {_other_cell(r, other.get(r['claim_id']), claim_hashes)} | "
                      f"{_md((r.get('control') or {}).get('verdict', '-'))} | {fig} |")
@@ -65,8 +65,8 @@ def write_report(records: list[dict[str, Any]], out_dir: str | Path, *, scale: s
 
 def _provenance(r: dict[str, Any]) -> str:
     meta = r.get("meta", {})
-    commit = meta.get("git_commit") or "unknown commit"
-    commit = commit[:10] + ("+dirty" if str(commit).endswith("+dirty") else "") if commit != "unknown commit" else commit
+    commit = meta.get("git_commit")
+    commit = commit[:10] + ("+dirty" if commit.endswith("+dirty") else "") if commit else "unknown"
     return (f"device {meta.get('device', '?')}, commit {commit}, {str(meta.get('created_utc', '?'))[:10]}, "
             f"wall time {meta.get('wall_time_s', '?')} s")
 
@@ -88,7 +88,9 @@ def _other_cell(r: dict[str, Any], o: dict[str, Any] | None, claim_hashes: Mappi
 def _section(r: dict[str, Any], scale: str, other_scale: str, o: dict[str, Any] | None,
              claim_hashes: Mapping[str, str]) -> list[str]:
     lines = ["", f"## `{r['claim_id']}`: {r['title']}", "", f"*{r['citation']}*", "", f"> {r['statement']}", "",
-             f"**{scale}: {r['verdict']}**: {_md(r.get('reason', ''))} ({_provenance(r)})."]
+             f"**{scale}: {r['verdict']}**: {_md(r.get('reason', ''))} ({_provenance(r)})."
+             + (" **Outdated**: made by an older version of this claim; its checks are not those of the current "
+                "claim." if _outdated(r, claim_hashes) else "")]
     if r.get("latest_error"):
         lines.append(f"The latest {scale} run ({r['latest_error']}) raised an error "
                      f"(`evidence/{r['claim_id']}.error.json`); the verdict above is from the last run that finished.")
@@ -116,7 +118,7 @@ def _section(r: dict[str, Any], scale: str, other_scale: str, o: dict[str, Any] 
                       f"{_md(control.get('reason', ''))}" + (f"; measured {_md(control['measured'])}"
                                                              if control.get("measured") else "") + "."]
     if r.get("figure") and r["verdict"] != "error":
-        lines += ["", f"![{r['claim_id']}]({r['figure']}.png)"]
+        lines += ["", f"![{r['claim_id']}]({Path(r['figure']).name}.png)"]
     if r.get("notes"):
         lines += ["", r["notes"] if r["verdict"] != "error" else f"```\n{r['notes']}\n```"]
     return lines

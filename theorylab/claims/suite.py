@@ -98,7 +98,8 @@ def verify(claims: list[Claim], *, scale: str, out_dir: str | Path, device: torc
            progress: Progress | None = print) -> list[Evidence]:
     """Run ``claims`` at ``scale`` into ``out_dir``; write evidence, figures, ``results.json``, ``REPORT.md``.
 
-    ``force`` recomputes claims whose evidence is cached.  ``compare_with`` is the folder of the
+    ``force`` recomputes claims whose evidence is cached and rewrites their record and figure even
+    where the numbers are unchanged (after a change of style).  ``compare_with`` is the folder of the
     other scale's results, shown side by side in the report.  ``progress`` receives one line as each
     claim starts and finishes, with an estimate of the time left.
     """
@@ -125,7 +126,7 @@ def verify(claims: list[Claim], *, scale: str, out_dir: str | Path, device: torc
                 failed.unlink(missing_ok=True)
         evidences.append(ev)
         clock.finished(c.id, ev, reused)
-    _write_record(out_dir, scale, recorded, compare_with)
+    _write_record(out_dir, scale, recorded, compare_with, rewrite={c.id for c in claims} if force else set())
     return evidences
 
 
@@ -143,7 +144,7 @@ def _reusable(path: Path, c: Claim, ctx: Context) -> Evidence | None:
 
 
 def _write_record(out_dir: Path, scale: str, recorded: dict[str, dict[str, Any]],
-                  compare_with: str | Path | None) -> None:
+                  compare_with: str | Path | None, rewrite: set[str]) -> None:
     """Merge the cached evidence into the record, draw what changed, write results.json and REPORT.md."""
     records = {k: v for k, v in recorded.items() if k in REGISTRY and v.get("scale") == scale}
     latest_errors = {}
@@ -160,7 +161,7 @@ def _write_record(out_dir: Path, scale: str, recorded: dict[str, dict[str, Any]]
         new = ev.to_dict()
         old = records.get(ev.claim_id)
         figure_there = Path(out_dir / f"{ev.claim_id}.png").exists()
-        if old is None or not same_content(old, new) or not figure_there:
+        if old is None or not same_content(old, new) or not figure_there or ev.claim_id in rewrite:
             _save_figure(REGISTRY[ev.claim_id], ev, out_dir)
             records[ev.claim_id] = new
         else:  # reproduced: keep the recorded provenance, note that the current claim code made it

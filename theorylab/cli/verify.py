@@ -6,6 +6,7 @@ from pathlib import Path
 
 SCALES = ("quick", "full")  # theorylab.claims.SCALES, repeated so that --help imports nothing heavy
 FIGURES = Path("figures")
+INTERRUPTED = "interrupted; every claim that finished is kept in evidence/, run again to resume"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

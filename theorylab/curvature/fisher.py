@@ -16,7 +16,7 @@ Kunstner, Hennig & Balles 2019, "Limitations of the empirical Fisher approximati
   - ``"gaussian"`` (``nn.MSELoss``, the mean over the ``k`` output entries, which is the negative
     log-likelihood of ``N(f_i, (k/2) I)`` up to a constant): ``Lambda_i = (2/k) I``.
 
-  :func:`fisher` with ``num_samples=None`` uses these closed forms; with ``num_samples=M`` it is the
+  :func:`fisher` with ``num_draws=None`` uses these closed forms; with ``num_draws=M`` it is the
   **Monte-Carlo Fisher**: ``Lambda_i`` is replaced by ``(1/M) sum_m r_i(y_im) r_i(y_im)^T`` for
   labels ``y_im`` drawn from the model's own predictive distribution, ``r_i`` the gradient of
   ``loss_fn`` in the outputs (autograd), an unbiased estimate of ``F`` whose error shrinks like
@@ -147,8 +147,8 @@ class OutputSpaceOperator(CurvatureOperator):
 class FisherOperator(OutputSpaceOperator):
     """The Fisher information of the model's predictive distribution (see :func:`fisher`)."""
 
-    def __init__(self, fn: ModelFunction, likelihood: str, num_samples: int | None, seed: int):
-        self.likelihood, self.num_samples_per_input, self.seed = likelihood, num_samples, seed
+    def __init__(self, fn: ModelFunction, likelihood: str, num_draws: int | None, seed: int):
+        self.likelihood, self.num_draws, self.seed = likelihood, num_draws, seed
         self._generator = self._fresh_generator(fn)
         super().__init__(fn)
 
@@ -166,7 +166,7 @@ class FisherOperator(OutputSpaceOperator):
             raise ValueError(f"the Fisher needs one output row per sample: outputs {tuple(out.shape)} for {n} samples")
         if self.likelihood == "categorical" and out.dim() != 2:
             raise ValueError(f"the categorical Fisher needs (samples, classes) logits, got shape {tuple(out.shape)}")
-        if self.num_samples_per_input is None:
+        if self.num_draws is None:
             if self.likelihood == "categorical":
                 return torch.softmax(out, dim=1), n  # Lambda_i = diag(p_i) - p_i p_i^T
             return 2.0 / out[0].numel(), n  # Lambda_i = (2/k) I
@@ -175,7 +175,7 @@ class FisherOperator(OutputSpaceOperator):
     def _sampled_gradients(self, out: Tensor, n: int) -> Tensor:
         """``(M, n, ...)``: per-sample output gradients at sampled labels over ``sqrt(n M)``, so that
         ``sum_m s_m s_m^T`` is the batch's Monte-Carlo ``blockdiag(Lambda_i) / n``."""
-        fn, count = self._fn, self.num_samples_per_input
+        fn, count = self._fn, self.num_draws
         if self.likelihood == "categorical":
             probs = torch.softmax(out.detach().to(torch.float64).cpu(), dim=1)
             labels = torch.multinomial(probs, count, replacement=True, generator=self._generator).T.to(out.device)
@@ -187,7 +187,7 @@ class FisherOperator(OutputSpaceOperator):
 
     def _output_products(self, matrix: Any, u: Tensor) -> Tensor:
         """``B u`` with ``B = blockdiag(Lambda_i) / n`` for the batch's ``n`` samples."""
-        if self.num_samples_per_input is not None:  # matrix: the scaled gradients s_m, (M, n, ...)
+        if self.num_draws is not None:  # matrix: the scaled gradients s_m, (M, n, ...)
             return rank_one_products(matrix, u)
         scale, n = matrix
         if self.likelihood == "categorical":  # scale: the probabilities p, (n, C)
@@ -242,25 +242,25 @@ class PerExampleEmpiricalFisherOperator(CurvatureOperator):
 
 @analyzer
 def fisher(model: nn.Module, loss_fn: LossFn, data: Data, *, likelihood: Likelihood | None = None,
-           num_samples: int | None = None, seed: int = 0, params: ParamSpec = None, mode: Mode = "eval",
+           num_draws: int | None = None, seed: int = 0, params: ParamSpec = None, mode: Mode = "eval",
            dtype: torch.dtype | None = None, device: str | torch.device | None = None, process_group: Any = None,
            output: OutputFn | None = None) -> FisherOperator:
     """The Fisher information ``F = (1/N) sum_i J_i^T Lambda_i J_i`` as a lazy operator.
 
     ``likelihood``: "categorical" or "gaussian" (default: read off ``nn.CrossEntropyLoss`` /
-    ``nn.MSELoss``).  ``num_samples=None``: the exact expectation over labels (closed-form
-    ``Lambda_i``, equal to the GGN for these losses); ``num_samples=M``: the Monte-Carlo Fisher with
+    ``nn.MSELoss``).  ``num_draws=None``: the exact expectation over labels (closed-form
+    ``Lambda_i``, equal to the GGN for these losses); ``num_draws=M``: the Monte-Carlo Fisher with
     ``M`` labels per input drawn from the model (from ``seed``, on the CPU; fixed for the operator's
     lifetime).  Other options as in :func:`theorylab.curvature.hessian`.  See the module docstring.
     """
     likelihood = infer_likelihood(loss_fn, likelihood)
-    if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)
-                                    or num_samples < 1):
-        raise ValueError(f"num_samples must be a positive integer (labels per input) or None, got {num_samples!r}")
+    if num_draws is not None and (isinstance(num_draws, bool) or not isinstance(num_draws, int)
+                                    or num_draws < 1):
+        raise ValueError(f"num_draws must be a positive integer (labels per input) or None, got {num_draws!r}")
     fn = ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device,
                        process_group=process_group, output=output)
-    op = FisherOperator(fn, likelihood, num_samples, seed)
-    op.meta.update(likelihood=likelihood, num_samples=num_samples)
+    op = FisherOperator(fn, likelihood, num_draws, seed)
+    op.meta.update(likelihood=likelihood, num_draws=num_draws)
     return op
 
 

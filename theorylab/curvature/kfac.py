@@ -16,8 +16,8 @@ under the squared error) it is exact for any ``N``.
 
 ``fisher_type`` chooses ``S_i``: ``"exact"`` the closed-form square root of the expected Fisher
 (``diag(sqrt p) - p sqrt(p)^T`` for softmax cross-entropy, ``sqrt(2/k) I`` for the mean squared
-error: K-FAC of the GGN, C backward passes per batch), ``"mc"`` ``num_samples`` gradients at labels
-drawn from the model (divided by ``sqrt(num_samples)``), ``"empirical"`` the gradient at the observed
+error: K-FAC of the GGN, C backward passes per batch), ``"mc"`` ``num_draws`` gradients at labels
+drawn from the model (divided by ``sqrt(num_draws)``), ``"empirical"`` the gradient at the observed
 label.
 
 **Weight sharing** (Eschenhagen, Immer, Turner, Schneider & Hennig 2023, "Kronecker-factored
@@ -173,10 +173,10 @@ class KFACOperator(CurvatureOperator):
     cache_graph = False
 
     def __init__(self, fn: ModelFunction, *, fisher_type: str, likelihood: str | None, weight_sharing: str,
-                 num_samples: int, seed: int):
+                 num_draws: int, seed: int):
         super().__init__(fn)
         self.fisher_type, self.likelihood, self.weight_sharing = fisher_type, likelihood, weight_sharing
-        self.num_samples_per_input, self.seed = num_samples, seed
+        self.num_draws, self.seed = num_draws, seed
         self.layers = kfac_layers(fn)
         self._generator = torch.Generator().manual_seed(int(seed) + 1_000_003 * rank_of(fn.process_group))
         self._index = {name: i for i, name in enumerate(fn.names)}
@@ -243,7 +243,7 @@ class KFACOperator(CurvatureOperator):
         if self.fisher_type == "empirical":
             return [sample_gradients(fn, out, fn.targets(batch), 1.0)]
         if self.fisher_type == "mc":
-            count = self.num_samples_per_input
+            count = self.num_draws
             if self.likelihood == "categorical":
                 probs = torch.softmax(out.to(torch.float64).cpu(), dim=1)
                 labels = torch.multinomial(probs, count, replacement=True, generator=self._generator).T
@@ -341,13 +341,13 @@ class KFACInverseOperator(LinearOperator):
 
 @analyzer
 def kfac(model: nn.Module, loss_fn: LossFn, data: Data, *, fisher_type: FisherType = "exact",
-         likelihood: Likelihood | None = None, weight_sharing: WeightSharing = "expand", num_samples: int = 1,
+         likelihood: Likelihood | None = None, weight_sharing: WeightSharing = "expand", num_draws: int = 1,
          seed: int = 0, params: ParamSpec = None, mode: Mode = "eval", dtype: torch.dtype | None = None,
          device: str | torch.device | None = None, process_group: Any = None,
          output: OutputFn | None = None) -> KFACOperator:
     """K-FAC for the ``nn.Linear`` and ``nn.Conv2d`` layers holding the selected parameters, as a lazy operator.
 
-    ``fisher_type``: "exact" (K-FAC of the expected Fisher = GGN), "mc" (``num_samples`` sampled
+    ``fisher_type``: "exact" (K-FAC of the expected Fisher = GGN), "mc" (``num_draws`` sampled
     labels per input, from ``seed``) or "empirical" (observed labels); ``likelihood`` as in
     :func:`theorylab.curvature.fisher` (needed for "exact" and "mc"); ``weight_sharing``: "expand"
     or "reduce" (see the module docstring).  Other options as in
@@ -357,8 +357,8 @@ def kfac(model: nn.Module, loss_fn: LossFn, data: Data, *, fisher_type: FisherTy
         raise ValueError(f"fisher_type must be one of {FISHER_TYPES}, got {fisher_type!r}")
     if weight_sharing not in WEIGHT_SHARINGS:
         raise ValueError(f"weight_sharing must be one of {WEIGHT_SHARINGS}, got {weight_sharing!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if isinstance(num_draws, bool) or not isinstance(num_draws, int) or num_draws < 1:
+        raise ValueError(f"num_draws must be a positive integer, got {num_draws!r}")
     if fisher_type == "empirical":
         if not decomposes_over_samples(loss_fn):
             raise ValueError("the empirical K-FAC needs per-sample output gradients: use nn.CrossEntropyLoss() (no "
@@ -369,8 +369,8 @@ def kfac(model: nn.Module, loss_fn: LossFn, data: Data, *, fisher_type: FisherTy
     fn = ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device,
                        process_group=process_group, output=output)
     op = KFACOperator(fn, fisher_type=fisher_type, likelihood=likelihood, weight_sharing=weight_sharing,
-                      num_samples=num_samples, seed=seed)
+                      num_draws=num_draws, seed=seed)
     op.meta.update(fisher_type=fisher_type, weight_sharing=weight_sharing,
-                   num_samples=num_samples if fisher_type == "mc" else None,
+                   num_draws=num_draws if fisher_type == "mc" else None,
                    layers=[layer.name for layer in op.layers])
     return op

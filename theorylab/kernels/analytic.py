@@ -14,7 +14,7 @@ defaults as ``MLP(..., parametrization="ntk")``: ``weight_var=1``, ``bias_var=0`
 
 with ``(u, v) ~ N(0, [[Sigma^l(x,x), Sigma^l(x,x')], [Sigma^l(x,x'), Sigma^l(x',x')]])``.  The
 network output has covariance ``Sigma^{depth+1}`` (the NNGP kernel) and every output has tangent
-kernel ``Theta^{depth+1}`` (``Theta_ij = delta_ij Theta``: compare with ``empirical_ntk(reduce="mean")``).
+kernel ``Theta^{depth+1}`` (``Theta_ij = delta_ij Theta``: compare with ``empirical_ntk(reduction="mean")``).
 
 Closed-form Gaussian expectations (with ``cos t = S12 / sqrt(S11 S22)``):
 

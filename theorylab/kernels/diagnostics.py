@@ -28,7 +28,7 @@ def _square_kernel(name: str, k: KernelLike) -> Tensor:
     k = kernel_tensor(k).detach().cpu().to(torch.float64)
     if k.dim() == 4:
         raise ValueError(f"{name} has shape {tuple(k.shape)}: reduce the output axes first "
-                         "(empirical_ntk(..., reduce='mean'))")
+                         "(empirical_ntk(..., reduction='mean'))")
     if k.dim() != 2 or k.shape[0] != k.shape[1] or k.shape[0] == 0:
         raise ValueError(f"{name} must be a square (N, N) kernel matrix, got shape {tuple(k.shape)}")
     if not torch.isfinite(k).all():
@@ -62,15 +62,15 @@ def _cosine(a: Tensor, b: Tensor, what: str) -> float:
     return float((a * b).sum() / (na * nb))
 
 
-def kernel_alignment(kernel: KernelLike, targets: Tensor | np.ndarray, *, centered: bool = False) -> float:
-    """Kernel-target alignment ``<K, Y Y^T>_F / (||K||_F ||Y Y^T||_F)`` (centred with ``centered=True``).
+def kernel_alignment(kernel: KernelLike, targets: Tensor | np.ndarray, *, center: bool = False) -> float:
+    """Kernel-target alignment ``<K, Y Y^T>_F / (||K||_F ||Y Y^T||_F)`` (centred with ``center=True``).
 
     ``targets`` is (N,) or (N, C) real-valued, or (N,) integer class labels (used one-hot).
     """
     k = _square_kernel("kernel", kernel)
     y = _targets(targets, k.shape[0])
     yy = y @ y.T
-    if centered:
+    if center:
         k, yy = _center(k), _center(yy)
     return _cosine(k, yy, "alignment")
 
@@ -164,7 +164,7 @@ def ntk_monitor(x: Tensor, targets: Tensor | None = None, *, every: int = 1, nam
                 params: Any = None, block_size: int | None = None) -> Monitor:
     """A training monitor: NTK alignment and kernel distance to the first measured kernel.
 
-    Every ``every`` steps it computes ``K_t = empirical_ntk(model, x, reduce="mean")`` and reports
+    Every ``every`` steps it computes ``K_t = empirical_ntk(model, x, reduction="mean")`` and reports
     ``distance_to_init = S(K_0, K_t)`` (``K_0``: the kernel at the first call, normally step 0),
     the relative Frobenius change ``||K_t - K_0||_F / ||K_0||_F`` and, with ``targets``, the
     plain and centred kernel-target alignment.
@@ -174,13 +174,13 @@ def ntk_monitor(x: Tensor, targets: Tensor | None = None, *, every: int = 1, nam
     reference: dict[str, Tensor] = {}
 
     def measure(model: Any, step: int) -> dict[str, float]:
-        k = kernel_tensor(empirical_ntk(model, x, params=params, reduce="mean", block_size=block_size)).double()
+        k = kernel_tensor(empirical_ntk(model, x, params=params, reduction="mean", block_size=block_size)).double()
         k0 = reference.setdefault("k0", k)
         out = {"distance_to_init": kernel_distance(k0, k),
                "relative_change": float(torch.linalg.norm(k - k0) / torch.linalg.norm(k0))}
         if y is not None:
             out["alignment"] = kernel_alignment(k, y)
-            out["centered_alignment"] = kernel_alignment(k, y, centered=True)
+            out["centered_alignment"] = kernel_alignment(k, y, center=True)
         return out
 
     return Monitor(name, measure, every=every)

@@ -5,8 +5,8 @@ the empirical NTK is (Jacot, Gabriel & Hongler 2018, Eq. 3)
 
     Theta(x, x')_{ij} = sum_p J(x)_{ip} J(x')_{jp}          (an O x O block per pair of inputs).
 
-:func:`empirical_ntk` returns its trace over outputs, ``sum_i Theta_ii`` (``reduce="sum"``, the
-PyTorch tutorial's convention) or ``sum_i Theta_ii / O`` (``reduce="mean"``, neural-tangents'
+:func:`empirical_ntk` returns its trace over outputs, ``sum_i Theta_ii`` (``reduction="sum"``, the
+PyTorch tutorial's convention) or ``sum_i Theta_ii / O`` (``reduction="mean"``, neural-tangents'
 convention and the per-output kernel of the infinite-width limit, where ``Theta_ij = delta_ij
 Theta``), as an (N1, N2) matrix; :func:`empirical_ntk_blocks` returns every block, (N1, N2, O, O).
 
@@ -59,9 +59,9 @@ from theorylab.plotting import axes_or_new
 from theorylab.progress import bar
 from theorylab.results import Result, result_class
 
-Reduce = Literal["mean", "sum"]
+Reduction = Literal["mean", "sum"]
 Method = Literal["auto", "jacobian", "ntk_vp"]
-REDUCES: tuple[str, ...] = ("mean", "sum")
+REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 METHODS: tuple[str, ...] = ("auto", "jacobian", "ntk_vp")
 
 #: the default memory budget for features: 1 GiB
@@ -72,12 +72,12 @@ DEFAULT_BUDGET = 2 ** 30
 class EmpiricalNTK(Result):
     """The empirical NTK between two input sets, reduced over the ``num_outputs`` outputs.
 
-    ``kernel[n, m] = sum_i Theta(x1_n, x2_m)_ii`` for ``reduce="sum"``, divided by ``num_outputs``
-    for ``reduce="mean"``; shape (N1, N2).
+    ``kernel[n, m] = sum_i Theta(x1_n, x2_m)_ii`` for ``reduction="sum"``, divided by ``num_outputs``
+    for ``reduction="mean"``; shape (N1, N2).
     """
 
     kernel: np.ndarray
-    reduce: str
+    reduction: str
     num_outputs: int
 
     def plot(self, ax: Any = None, *, kind: Literal["heatmap", "spectrum"] = "heatmap") -> Any:
@@ -88,7 +88,7 @@ class EmpiricalNTK(Result):
             return kernel_spectrum(self.kernel).plot(ax)
         if kind != "heatmap":
             raise ValueError(f"kind must be 'heatmap' or 'spectrum', got {kind!r}")
-        return _heatmap(self.kernel, ax, f"empirical NTK ({self.reduce} over {self.num_outputs} outputs)")
+        return _heatmap(self.kernel, ax, f"empirical NTK ({self.reduction} over {self.num_outputs} outputs)")
 
 
 @result_class
@@ -128,14 +128,14 @@ def _heatmap(matrix: np.ndarray, ax: Any, title: str) -> Any:
 
 @analyzer
 def empirical_ntk(model: nn.Module, x1: Inputs, x2: Inputs | None = None, *, params: ParamSpec = None,
-                  reduce: Reduce = "mean", method: Method = "auto", memory_budget: int = DEFAULT_BUDGET,
+                  reduction: Reduction = "mean", method: Method = "auto", memory_budget: int = DEFAULT_BUDGET,
                   block_size: int | None = None, mode: Mode = "eval", dtype: torch.dtype | None = None,
                   device: str | torch.device | None = None, output: OutputFn | None = None,
                   process_group: Any = None, progress: bool | None = None) -> EmpiricalNTK:
     """The exact empirical NTK between the inputs ``x1`` (N1 examples) and ``x2`` (N2), reduced over outputs.
 
     ``x2=None`` means ``x2 = x1`` (only the upper block triangle is computed).  ``params`` selects
-    the parameters of the Jacobian (the others stay fixed).  ``reduce``: "mean" or "sum" over the
+    the parameters of the Jacobian (the others stay fixed).  ``reduction``: "mean" or "sum" over the
     outputs (module docstring); for the per-output blocks use :func:`empirical_ntk_blocks`.
     ``method``, ``memory_budget`` (bytes) and ``block_size`` (examples per block; None: from the
     budget) as in the module docstring.  The model is evaluated in ``mode`` (default eval: BatchNorm
@@ -148,16 +148,16 @@ def empirical_ntk(model: nn.Module, x1: Inputs, x2: Inputs | None = None, *, par
     and the rows are gathered, so every rank returns the full kernel over the inputs of all ranks in
     rank order (the same numbers as one process over the concatenated inputs).
     """
-    if reduce not in REDUCES:
-        raise ValueError(f"reduce must be one of {REDUCES} (the trace over outputs, or its mean); "
-                         f"for the per-output blocks use empirical_ntk_blocks, got {reduce!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS} (the trace over outputs, or its mean); "
+                         f"for the per-output blocks use empirical_ntk_blocks, got {reduction!r}")
     kernel, meta = _kernel(model, x1, x2, blocks=False, params=params, method=method, memory_budget=memory_budget,
                            block_size=block_size, mode=mode, dtype=dtype, device=device, output=output,
                            process_group=process_group, progress=progress)
     num_outputs = meta.pop("num_outputs")
-    if reduce == "mean":
+    if reduction == "mean":
         kernel = kernel / num_outputs
-    return EmpiricalNTK(kernel=_numpy(kernel), reduce=reduce, num_outputs=num_outputs, meta=meta)
+    return EmpiricalNTK(kernel=_numpy(kernel), reduction=reduction, num_outputs=num_outputs, meta=meta)
 
 
 @analyzer
