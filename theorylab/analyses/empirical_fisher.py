@@ -49,7 +49,7 @@ def _distances(model: nn.Module, data: tuple, seed: int) -> dict:
     exact = fisher(model, ce, data).to_dense()
     scale = float(torch.linalg.norm(exact))
     emp = float(torch.linalg.norm(empirical_fisher(model, ce, data).to_dense() - exact)) / scale
-    floor = [float(torch.linalg.norm(fisher(model, ce, data, num_samples=1, seed=seed * 100 + k).to_dense() - exact))
+    floor = [float(torch.linalg.norm(fisher(model, ce, data, num_draws=1, seed=seed * 100 + k).to_dense() - exact))
              / scale for k in range(FLOOR_DRAWS)]
     fn = ModelFunction(model, ce, data)
     grad = float(torch.linalg.norm(fn.join(fn.gradient())))

@@ -45,7 +45,7 @@ def _network(activation: str, seed: int) -> nn.Sequential:
 
 
 def _measure(ctx: Context, activation: str) -> dict:
-    steps, every = ctx.pick(800, 10000), ctx.pick(40, 100)
+    steps, every = ctx.pick(500, 10000), ctx.pick(25, 100)
     seeds = ctx.seeds(3, 5)[:2] if ctx.control else ctx.seeds(3, 5)
     value_range = (-1.0, 1.0) if activation == "tanh" else None  # ReLU: the observed range (Saxe et al.)
     runs = []

@@ -74,7 +74,7 @@ def judge_representation_similarity(m: dict, p) -> Judgement:
     checks = [precondition(f"every run trains (final / initial training loss <= {FITTED:g})", fitted <= FITTED,
                            requirement=f"<= {FITTED:g}", measured=fitted),
               effect("NTK: decay of the feature movement 1 - CKA(h_0, h_T) with width, -d log / d log(width)",
-                     *mean_and_stderr(slope["ntk"]), smallest=NTK_SLOPE,
+                     *mean_and_stderr(slope["ntk"]), exceed=NTK_SLOPE, smallest=NTK_SLOPE,
                      source="Yang & Hu 2021: NTK-parametrized features move O(width^-1/2); the movement is at least "
                             "first order in that change"),
               effect("the decay under NTK exceeds that under muP (difference of the two slopes)",
@@ -127,8 +127,8 @@ claim("yang2021.cka_across_widths",
                 "widths learn similar representations.",
       tolerance="Linear CKA of the hidden features on 300 held-out digits. Precondition: every run lowers its training "
                 "loss to <= 25% of the initial. Effects over 3 seeds (each its own subsample and initialisations): the "
-                "decay of 1 - CKA(h_0, h_T) with width under NTK and its excess over muP's, refuted below a slope of "
-                "1/2 (features move O(width^-1/2), Yang & Hu 2021); under muP the trained features of each width are "
+                "decay of 1 - CKA(h_0, h_T) with width under NTK (passed above and refuted below a slope of 1/2) and its "
+                "excess over muP's (refuted below 1/2): features move O(width^-1/2) (Yang & Hu 2021); under muP the trained features of each width are "
                 "closer to the widest trained network's than to their own initial ones, refuted below 0.05 of CKA "
                 "(declared in advance).",
       control="random features (hidden layer frozen, readout trained) in both parametrizations: no feature can move",
