@@ -135,7 +135,8 @@ def kde_information(t: Tensor | np.ndarray, labels: Tensor | np.ndarray | None =
 
 @result_class
 class InformationPlane(Result):
-    """``I(X; T)`` and ``I(T; Y)`` (bits) of each layer; ``entropy_x = log2 N``, ``entropy_y = H(Y)`` are their ceilings."""
+    """``I(X; T)`` and ``I(T; Y)`` (bits) of each layer; ``entropy_x = log2 N`` and ``entropy_y = H(Y)`` are their
+    ceilings."""
 
     layers: list[str]
     info_x: list[float]

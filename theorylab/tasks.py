@@ -59,7 +59,8 @@ def binary_patterns(*, bits: int = 12, train_fraction: float = 0.85, seed: int =
     return DataSplit(s[train].to(dtype), y[train], s[test].to(dtype), y[test], 2)
 
 
-def modular_arithmetic(p: int, *, operation: Operation = "add", train_fraction: float = 0.3, seed: int = 0) -> DataSplit:
+def modular_arithmetic(p: int, *, operation: Operation = "add", train_fraction: float = 0.3,
+                       seed: int = 0) -> DataSplit:
     """All ``p^2`` pairs ``(a, b)``, label ``(a + b) mod p`` (or ``a - b``, ``a b``), split at random.
 
     Inputs are the integer pairs, shape ``(N, 2)`` (``torch.long``), for an embedding or

@@ -100,7 +100,8 @@ def judge_batchnorm_only(m: dict, p) -> Judgement:
                                                    "ResNets)")]
     return Judgement(checks, predicted="BatchNorm-only training is far above chance and above as many random "
                                        "parameters, and switches features off",
-                     measured=(f"test accuracy: BatchNorm only {np.mean(bn):.3f}, random parameters {np.mean(rnd):.3f}; "
+                     measured=(f"test accuracy: BatchNorm only {np.mean(bn):.3f}, random parameters "
+                               f"{np.mean(rnd):.3f}; "
                                f"{100 * np.mean(off):.0f}% of gammas near 0"),
                      per_seed={"seed": m["seeds"], "BatchNorm only": bn, "random parameters": rnd,
                                "switched off": off},
@@ -132,9 +133,9 @@ claim("frankle2021.batchnorm_only",
       title="Training only BatchNorm's affine parameters of a random CNN is far above chance and switches features off",
       citation="Frankle, Schwab & Morcos 2021, ICLR (Training BatchNorm and only BatchNorm: on the expressive power of "
                "random features in CNNs), Sec. 4-5",
-      statement="With every convolution and the output layer frozen at random initialisation, training only the BatchNorm "
-                "gammas and betas reaches accuracy far above chance and above training as many randomly chosen other "
-                "parameters; many gammas end near zero, switching their features off.",
+      statement="With every convolution and the output layer frozen at random initialisation, training only the "
+                "BatchNorm gammas and betas reaches accuracy far above chance and above training as many randomly "
+                "chosen other parameters; many gammas end near zero, switching their features off.",
       tolerance="CNN 16-32-32 channels with BatchNorm on the 8x8 digits, Adam (lr 0.02, batches of 64), 200 steps; the "
                 "random arm trains as many entries of the other weights (224), chosen at random. Effects over 3 seeds: "
                 "accuracy above chance, refuted below +0.2; above the random arm, refuted below +0.1; the fraction of "

@@ -97,8 +97,8 @@ def figure_data_diet(m: dict, p):
 
 claim("paul2021.data_diet",
       title="Pruning the easiest half by EL2N keeps accuracy where random pruning does not",
-      citation="Paul, Ganguli & Dziugaite 2021, NeurIPS (Deep learning on a data diet: finding important examples early "
-               "in training), Sec. 4",
+      citation="Paul, Ganguli & Dziugaite 2021, NeurIPS (Deep learning on a data diet: finding important examples "
+               "early in training), Sec. 4",
       statement="EL2N scores computed early in training and averaged over initialisations rank examples so that "
                 "training on the hardest half keeps the test accuracy of the full data set, while a random half of the "
                 "same size loses accuracy.",

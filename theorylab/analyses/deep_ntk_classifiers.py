@@ -85,7 +85,8 @@ def judge_deep_ntk(m: dict, p) -> Judgement:
         checks.append(effect(f"{arm}: rise of the agreement from depth {m['depths'][0]} to {m['depths'][-1]}",
                              *mean_and_stderr(agreement[:, -1] - agreement[:, 0]), smallest=RISE,
                              source="declared in advance: 0.2 of the test inputs"))
-        measured.append(f"{arm}: {agreement[:, 0].mean():.2f} -> {agreement[:, -1].mean():.2f} agreement with the {rule}")
+        measured.append(f"{arm}: {agreement[:, 0].mean():.2f} -> {agreement[:, -1].mean():.2f} agreement with the "
+                        f"{rule}")
     return Judgement(checks, predicted="the deep ReLU NTK classifier tends to the majority vote",
                      measured="; ".join(measured) + f" (depth {m['depths'][0]} -> {m['depths'][-1]})",
                      per_seed={"seed": m["seeds"], **{f"{arm} agreement at the largest depth":
@@ -110,8 +111,8 @@ def figure_deep_ntk(m: dict, p):
 
 claim("radhakrishnan2023.deep_ntk_classifiers",
       title="Infinitely wide and deep ReLU networks classify by majority vote",
-      citation="Radhakrishnan, Belkin & Uhler 2023, PNAS 120(14) (Wide and deep neural networks achieve consistency for "
-               "classification), Thm. 1-3",
+      citation="Radhakrishnan, Belkin & Uhler 2023, PNAS 120(14) (Wide and deep neural networks achieve consistency "
+               "for classification), Thm. 1-3",
       statement="As depth grows, the NTK classifier of an infinitely wide ReLU network tends to the majority vote (the "
                 "class most frequent in the training set, whatever the input).",
       tolerance="Analytic ReLU NTK (weight variance 2), ridgeless kernel regression on one-hot labels, digits on the "

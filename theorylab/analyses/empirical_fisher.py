@@ -103,7 +103,8 @@ def judge_empirical_fisher(m: dict, p) -> Judgement:
                      source="declared in advance: twice the sampling floor")]
     return Judgement(checks, predicted="F_emp = F (up to sampling) only at the optimum of a well-specified model",
                      measured=(f"D / D_0: away {math.exp(np.mean(away)):.2f}, optimum well-specified "
-                               f"{math.exp(np.mean(at_opt)):.2f}, optimum misspecified {math.exp(np.mean(misfit)):.2f}"),
+                               f"{math.exp(np.mean(at_opt)):.2f}, optimum misspecified "
+                               f"{math.exp(np.mean(misfit)):.2f}"),
                      per_seed={"seed": seeds, "away, well-specified": away, "optimum, well-specified": at_opt,
                                "optimum, misspecified": misfit},
                      rule="log(D / D_0) per seed (each seed its own teacher, data and initialisation), averaged over "
@@ -137,12 +138,12 @@ claim("kunstner2019.empirical_fisher",
       statement="The empirical Fisher differs from the Fisher (here equal to the Hessian) away from the optimum, and "
                 "approaches it at the optimum only when the model is well-specified.",
       tolerance="Linear regression, Gaussian likelihood of MSE (noise variance 1/2); misspecified data have noise "
-                "variance 2. D = ||F_emp - F||_F / ||F||_F (dense, exact Fisher) against its sampling floor D_0, the same distance "
-                "for the Fisher of one label drawn per input from the model (mean of 8 draws). Precondition: GD reached "
-                "the optimum (|mean gradient| <= 1e-4 of the rms per-example gradient). At a well-specified optimum "
-                "log(D / D_0), averaged over 3 seeds, must be within 2x the spread of log D_0 over draws (one draw's "
-                "error with the floor's, over sqrt(3)) of 0; away from it and for the misspecified model log(D / D_0) "
-                "is an effect that is refuted below log 2 (declared in advance).",
+                "variance 2. D = ||F_emp - F||_F / ||F||_F (dense, exact Fisher) against its sampling floor D_0, the "
+                "same distance for the Fisher of one label drawn per input from the model (mean of 8 draws). "
+                "Precondition: GD reached the optimum (|mean gradient| <= 1e-4 of the rms per-example gradient). At a "
+                "well-specified optimum log(D / D_0), averaged over 3 seeds, must be within 2x the spread of log D_0 "
+                "over draws (one draw's error with the floor's, over sqrt(3)) of 0; away from it and for the "
+                "misspecified model log(D / D_0) is an effect that is refuted below log 2 (declared in advance).",
       control="both arms well-specified (noise variance 1/2, the likelihood's, in both): the empirical Fisher then "
               "reaches the Fisher at the optimum, so the misspecification effect is absent",
       predictions={}, measure=measure_empirical_fisher, judge=judge_empirical_fisher, figure=figure_empirical_fisher,

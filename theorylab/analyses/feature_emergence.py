@@ -83,13 +83,15 @@ def judge_feature_emergence(m: dict, p) -> Judgement:
                      source=f"declared in advance: 0.3 above the random level {baseline:.3f} (H_m / m)"),
               bound(f"fraction {max(m['fractions']):g}: test accuracy at the end (generalizes)",
                     float(np.mean([r["test"][-1] for r in large])), lower=GENERALIZED),
-              effect("delay from fitting to generalizing (steps; stage I before the features)", *mean_and_stderr(delays),
+              effect("delay from fitting to generalizing (steps; stage I before the features)",
+                     *mean_and_stderr(delays),
                      smallest=every, source="one measurement interval"),
               bound(f"fraction {min(m['fractions']):g}: best test accuracy (memorizes)",
                     float(np.max([np.max(r["test"]) for r in small])), upper=MEMORIZED)]
     return Judgement(checks, predicted="with weight decay, Fourier features emerge after memorization and generalize "
                                        "above a training-set size; below it the network memorizes",
-                     measured=(f"concentration {baseline:.2f} (random) -> {np.mean([r['concentration'][-1] for r in large]):.2f}"
+                     measured=(f"concentration {baseline:.2f} (random) -> "
+                               f"{np.mean([r['concentration'][-1] for r in large]):.2f}"
                                f"; test accuracy {np.mean([r['test'][-1] for r in large]):.2f} at fraction "
                                f"{max(m['fractions']):g}, {np.max([np.max(r['test']) for r in small]):.2f} at "
                                f"{min(m['fractions']):g}; delay {np.mean(delays):.0f} steps"),
@@ -127,11 +129,11 @@ claim("tian2025.feature_emergence",
       statement="A two-layer network on modular addition with weight decay first memorizes on random features (lazy "
                 "stage), then each hidden unit learns a group (Fourier) feature and the network generalizes; with too "
                 "few training samples the network memorizes without generalizing.",
-      tolerance="p = 23, training fractions 0.1 and 0.5, AdamW (lr 5e-3, weight decay 1), 3 seeds. Precondition: every run "
-                "fits its training set. Effects: at fraction 0.5 the per-unit Fourier concentration ends above its level "
-                "for random weights (H_m / m), refuted below +0.3 (declared in advance); the delay from 100% training "
-                "accuracy to 90% test accuracy, refuted below one measurement interval. Bounds: mean test accuracy >= "
-                "0.9 at fraction 0.5; best test accuracy <= 0.2 at fraction 0.1.",
+      tolerance="p = 23, training fractions 0.1 and 0.5, AdamW (lr 5e-3, weight decay 1), 3 seeds. Precondition: every "
+                "run fits its training set. Effects: at fraction 0.5 the per-unit Fourier concentration ends above its "
+                "level for random weights (H_m / m), refuted below +0.3 (declared in advance); the delay from 100% "
+                "training accuracy to 90% test accuracy, refuted below one measurement interval. Bounds: mean test "
+                "accuracy >= 0.9 at fraction 0.5; best test accuracy <= 0.2 at fraction 0.1.",
       control="no weight decay: the stage that turns memorization into features does not happen",
       predictions={}, measure=measure_feature_emergence, judge=judge_feature_emergence, figure=figure_feature_emergence,
       mutations=[

@@ -11,8 +11,6 @@ exact (:func:`theorylab.theory.linear_rule_error`), so no test sample adds noise
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
@@ -156,16 +154,17 @@ def figure_generative_discriminative(m: dict, p):
 
 claim("ng2001.generative_discriminative",
       title="Naive Bayes approaches its asymptote in O(log d) samples, logistic regression in O(d); the curves cross",
-      citation="Ng & Jordan 2001, NIPS (On discriminative vs. generative classifiers), Thm. 2-4; Zheng et al. 2023, ICML "
-               "(Revisiting discriminative vs. generative classifiers: theory and implications)",
+      citation="Ng & Jordan 2001, NIPS (On discriminative vs. generative classifiers), Thm. 2-4; Zheng et al. 2023, "
+               "ICML (Revisiting discriminative vs. generative classifiers: theory and implications)",
       statement="Naive Bayes reaches its asymptotic error with O(log d) samples, logistic regression with O(d); when "
                 "naive Bayes is misspecified the learning curves cross.",
-      tolerance="Errors are exact for each fitted rule (Gaussian classes), averaged over min(8, 512/m) draws of m samples per class. Samples needed: the size (powers of 2 per class, "
-                "interpolated in log size) from which the error stays within 0.02 of the theoretical asymptote (Ng & Jordan's "
-                "epsilon). Precondition: both classifiers get there within the grid. Effects over 3 seeds: the gap "
-                "between the two slopes of log(samples needed) in log d, refuted below 0.5 (half the O(d) vs O(log d) "
-                "gap on these dimensions); the error gap in the largest dimension at the size where naive Bayes reaches its "
-                "asymptote, and at the largest size (mean over dimensions), refuted below 0.02 (declared in advance).",
+      tolerance="Errors are exact for each fitted rule (Gaussian classes), averaged over min(8, 512/m) draws of m "
+                "samples per class. Samples needed: the size (powers of 2 per class, interpolated in log size) from "
+                "which the error stays within 0.02 of the theoretical asymptote (Ng & Jordan's epsilon). Precondition: "
+                "both classifiers get there within the grid. Effects over 3 seeds: the gap between the two slopes of "
+                "log(samples needed) in log d, refuted below 0.5 (half the O(d) vs O(log d) gap on these dimensions); "
+                "the error gap in the largest dimension at the size where naive Bayes reaches its asymptote, and at "
+                "the largest size (mean over dimensions), refuted below 0.02 (declared in advance).",
       control="naive Bayes well-specified (no spike: identity covariance): both classifiers tend to the Bayes error, "
               "so the curves do not cross",
       predictions={"naive_bayes": naive_bayes_asymptotic_error, "logistic": logistic_asymptotic_error},

@@ -124,7 +124,8 @@ def _figure(m: dict, p):
     return fig
 
 
-_TOLERANCE = ("Preconditions: every network learns the rule (test accuracy >= 0.9) and I(T; Y) rises (a fitting phase). "
+_TOLERANCE = ("Preconditions: every network learns the rule (test accuracy >= 0.9) and I(T; Y) rises (a fitting "
+              "phase). "
               "Mutual information by binning each unit's activity into 30 bins ({range}), X uniform over the "
               "4,096 inputs; the binning error is the same at every time, so it cancels in the ratio of I(X; T) at two "
               "times. Compression: log(I(X; T) at the end of fitting / at the end), an effect over 3 seeds refuted if "

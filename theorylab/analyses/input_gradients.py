@@ -110,15 +110,15 @@ def figure_input_gradients(m: dict, p):
 
 claim("shah2021.input_gradients",
       title="Input gradients of standard networks do not highlight the signal block; adversarially trained ones do",
-      citation="Shah, Tamuly, Raghunathan, Jain & Netrapalli 2021, NeurIPS (Do input gradients highlight discriminative "
-               "features?), Sec. 3-4",
-      statement="On images made of a signal block and a class-independent null block, the input gradients of a standard "
-                "network spread over both blocks, while those of an adversarially (l-infinity PGD) trained network "
-                "concentrate on the signal block.",
-      tolerance="Block digits (16 x 8, digit at random on top or bottom), MLP 128-256-10, Adam, 300 steps of 64; PGD with "
-                "epsilon 0.1 and 5 steps. Precondition: clean test accuracy >= 0.8 for both. Bounds on the mean over 3 "
-                "seeds of the share of |input gradient| in the digit block: standard < 0.75, robust > 0.75 (3/4 of the "
-                "magnitude, declared in advance). Effect: robust - standard, refuted below 0.1 (declared).",
+      citation="Shah, Tamuly, Raghunathan, Jain & Netrapalli 2021, NeurIPS (Do input gradients highlight "
+               "discriminative features?), Sec. 3-4",
+      statement="On images made of a signal block and a class-independent null block, the input gradients of a "
+                "standard network spread over both blocks, while those of an adversarially (l-infinity PGD) trained "
+                "network concentrate on the signal block.",
+      tolerance="Block digits (16 x 8, digit at random on top or bottom), MLP 128-256-10, Adam, 300 steps of 64; PGD "
+                "with epsilon 0.1 and 5 steps. Precondition: clean test accuracy >= 0.8 for both. Bounds on the mean "
+                "over 3 seeds of the share of |input gradient| in the digit block: standard < 0.75, robust > 0.75 (3/4 "
+                "of the magnitude, declared in advance). Effect: robust - standard, refuted below 0.1 (declared).",
       control="the robust arm trained without the attack (a second standard network): no difference between the arms",
       predictions={}, measure=measure_input_gradients, judge=judge_input_gradients, figure=figure_input_gradients,
       mutations=[

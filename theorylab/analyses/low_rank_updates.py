@@ -117,15 +117,16 @@ claim("jaiswal2024.low_rank_updates",
                 "layers whose gradients stay low-rank get low-rank updates, and the ranks differ widely across layers.",
       tolerance="MLP 64-256-256-128-128-64-10 on the digits, SGD (lr 0.05, batches of 128), 400 steps; stable ranks as "
                 "fractions of each layer's smaller dimension, the gradient's averaged over 10 mini-batches seen in "
-                "training. Effects over 3 seeds: the Spearman correlation across the six layers, refuted below 0.5; the "
-                "log ratio of the largest to the smallest update fraction, passed above and refuted below log 2 (both "
-                "declared in advance). Bound: the median layer's update fraction below 0.1.",
-      control="isotropic noise (0.05 per entry) added to every gradient: the updates are no longer sums of the low-rank "
-              "gradients",
+                "training. Effects over 3 seeds: the Spearman correlation across the six layers, refuted below 0.5; "
+                "the log ratio of the largest to the smallest update fraction, passed above and refuted below log 2 "
+                "(both declared in advance). Bound: the median layer's update fraction below 0.1.",
+      control="isotropic noise (0.05 per entry) added to every gradient: the updates are no longer sums of the "
+              "low-rank gradients",
       predictions={}, measure=measure_low_rank_updates, judge=judge_low_rank_updates, figure=figure_low_rank_updates,
       mutations=[
           Mutation("update ranks in the reverse order of the gradient ranks", numbers=lambda m: {**m, "runs": [
               {**r, "update": _reversed_order(r["gradient"], r["update"])} for r in m["runs"]]}),
           Mutation("uniform full-rank updates", numbers=lambda m: {**m, "runs": [
-              {**r, "update": np.full(len(r["update"]), 0.5) + 1e-3 * np.arange(len(r["update"]))} for r in m["runs"]]}),
+              {**r, "update": np.full(len(r["update"]), 0.5) + 1e-3 * np.arange(len(r["update"]))}
+              for r in m["runs"]]}),
       ])

@@ -115,9 +115,9 @@ claim("ainsworth2023.weight_matching_connectivity",
                 "with width.",
       tolerance="Barrier = max over 11 points of the line of the training loss above the chord between the endpoints. "
                 "Preconditions: every endpoint fits its training set (accuracy >= 0.99) and there is a naive barrier. "
-                "Effects over 3 seeds (each its own pair of networks and subsample): log(naive / matched) at the widest "
-                "width, refuted below log 10 (90% removed, declared in advance); the slope of log(matched barrier) in "
-                "log(width), refuted if its 95% interval lies below 1/4 in magnitude.",
+                "Effects over 3 seeds (each its own pair of networks and subsample): log(naive / matched) at the "
+                "widest width, refuted below log 10 (90% removed, declared in advance); the slope of log(matched "
+                "barrier) in log(width), refuted if its 95% interval lies below 1/4 in magnitude.",
       control="a random permutation of the second network's units replaces weight matching: the same function, no "
               "alignment, so the barrier is not removed",
       predictions={}, measure=measure_mode_connectivity, judge=judge_mode_connectivity,

@@ -87,7 +87,8 @@ def judge_softmax_collapse(m: dict, p) -> Judgement:
                      smallest=COLLAPSED, source="declared in advance: a quarter of the training set collapses"),
               bound("no generalization: the best test accuracy over training", test, upper=CHANCE * chance,
                     detail=f"chance 1/p = {chance:.3f}")]
-    return Judgement(checks, predicted="after fitting the gradient scales the logits, the softmax collapses in float32, "
+    return Judgement(checks, predicted="after fitting the gradient scales the logits, the softmax collapses in "
+                                       "float32, "
                                        "and the network does not generalize",
                      measured=(f"cos after fitting {np.mean(cosines):.2f}; peak collapsed fraction "
                                f"{np.mean(collapse):.2f} ({m['dtype']}); best test accuracy {test:.3f}"),
@@ -115,16 +116,16 @@ def figure_softmax_collapse(m: dict, p):
 claim("prieto2025.softmax_collapse",
       title="Without regularization the gradient scales the logits and float32 softmax collapse halts learning",
       citation="Prieto, Barsbey, Mediano & Birdal 2025, ICLR (Grokking at the edge of numerical stability), Sec. 3-4",
-      statement="Trained without regularization on modular addition, a network that has fitted its training set follows "
-                "the logit-scaling (naive loss minimization) direction until the float32 softmax collapses (losses and "
-                "gradients exactly zero), and it does not generalize.",
-      tolerance="Bias-free ReLU MLP (homogeneous, so the logit-scaling direction is theta), p = 23, 40% of the pairs for "
-                "training, Adam (lr 0.01, beta2 0.98), full batch. Precondition: 100% training accuracy. Effects over 3 "
-                "seeds: the median cosine between the negative gradient and theta from the fit until collapse starts, "
-                "passed above 0.5 and refuted below it; the peak fraction of collapsed training samples, refuted below "
-                "0.25 (both declared in advance). Bound: test accuracy never above twice chance.",
-      control="the same training in float64, whose softmax cannot collapse at these margins (it needs ~37 nats, float32 "
-              "~17)",
+      statement="Trained without regularization on modular addition, a network that has fitted its training set "
+                "follows the logit-scaling (naive loss minimization) direction until the float32 softmax collapses "
+                "(losses and gradients exactly zero), and it does not generalize.",
+      tolerance="Bias-free ReLU MLP (homogeneous, so the logit-scaling direction is theta), p = 23, 40% of the pairs "
+                "for training, Adam (lr 0.01, beta2 0.98), full batch. Precondition: 100% training accuracy. Effects "
+                "over 3 seeds: the median cosine between the negative gradient and theta from the fit until collapse "
+                "starts, passed above 0.5 and refuted below it; the peak fraction of collapsed training samples, "
+                "refuted below 0.25 (both declared in advance). Bound: test accuracy never above twice chance.",
+      control="the same training in float64, whose softmax cannot collapse at these margins (it needs ~37 nats, "
+              "float32 ~17)",
       predictions={}, measure=measure_softmax_collapse, judge=judge_softmax_collapse, figure=figure_softmax_collapse,
       mutations=[
           Mutation("no collapse", numbers=lambda m: {**m, "runs": [{**r, "collapse": [0.0] * len(r["collapse"])}

@@ -91,8 +91,8 @@ def judge_representation_similarity(m: dict, p) -> Judgement:
                                f"-> {movement['ntk'][-1]:.2g}; muP convergence across widths {np.mean(converge):+.3f}"),
                      per_seed={"seed": m["seeds"], "NTK decay slope": slope["ntk"], "muP decay slope": slope["mup"],
                                "muP convergence": converge},
-                     rule="each seed has its own subsample and initialisations; slopes of log movement in log width per "
-                          "seed, averaged over seeds with standard errors.")
+                     rule="each seed has its own subsample and initialisations; slopes of log movement in log width "
+                          "per seed, averaged over seeds with standard errors.")
 
 
 def figure_representation_similarity(m: dict, p):
@@ -120,17 +120,18 @@ def figure_representation_similarity(m: dict, p):
 
 claim("yang2021.cka_across_widths",
       title="Under muP features move and agree across widths; under NTK they stay at initialisation",
-      citation="Yang & Hu 2021, ICML (Tensor Programs IV: feature learning in infinite-width neural networks); measured "
-               "by CKA of Kornblith et al. 2019, ICML (Similarity of neural network representations revisited)",
+      citation="Yang & Hu 2021, ICML (Tensor Programs IV: feature learning in infinite-width neural networks); "
+               "measured by CKA of Kornblith et al. 2019, ICML (Similarity of neural network representations "
+               "revisited)",
       statement="Under the NTK parametrization the hidden representation stays near its initialisation, the more so "
                 "the wider the network; under muP it moves by a width-independent amount and networks of different "
                 "widths learn similar representations.",
       tolerance="Linear CKA of the hidden features on 300 held-out digits. Precondition: every run lowers its training "
                 "loss to <= 25% of the initial. Effects over 3 seeds (each its own subsample and initialisations): the "
-                "decay of 1 - CKA(h_0, h_T) with width under NTK (passed above and refuted below a slope of 1/2) and its "
-                "excess over muP's (refuted below 1/2): features move O(width^-1/2) (Yang & Hu 2021); under muP the trained features of each width are "
-                "closer to the widest trained network's than to their own initial ones, refuted below 0.05 of CKA "
-                "(declared in advance).",
+                "decay of 1 - CKA(h_0, h_T) with width under NTK (passed above and refuted below a slope of 1/2) and "
+                "its excess over muP's (refuted below 1/2): features move O(width^-1/2) (Yang & Hu 2021); under muP "
+                "the trained features of each width are closer to the widest trained network's than to their own "
+                "initial ones, refuted below 0.05 of CKA (declared in advance).",
       control="random features (hidden layer frozen, readout trained) in both parametrizations: no feature can move",
       predictions={}, measure=measure_representation_similarity, judge=judge_representation_similarity,
       figure=figure_representation_similarity,

@@ -100,13 +100,14 @@ def judge_xor(m: dict, p) -> Judgement:
               effect("rise of test accuracy from the first fit to the end (grokking)",
                      *mean_and_stderr(np.asarray(final) - np.asarray(at_fit)), smallest=DELAY,
                      source="declared in advance: 20 points")]
-    return Judgement(checks, predicted="fits every label at once at chance test accuracy, later generalizes while still "
+    return Judgement(checks, predicted="fits every label at once at chance test accuracy, later generalizes while "
+                                       "still "
                                        "fitting the flipped labels",
                      measured=(f"test accuracy {np.mean(at_fit):.2f} at the first fit -> {np.mean(final):.2f} at the "
                                f"end; flipped labels fitted {flipped:.2f}"),
                      per_seed={"seed": m["seeds"], "test at first fit": at_fit, "test at end": final},
-                     rule="each seed its own data, flips and initialisation; the means over seeds are bounded, the rise "
-                          "is an effect with its standard error, every run must keep its flipped labels.")
+                     rule="each seed its own data, flips and initialisation; the means over seeds are bounded, the "
+                          "rise is an effect with its standard error, every run must keep its flipped labels.")
 
 
 def figure_xor(m: dict, p):
@@ -129,18 +130,18 @@ def figure_xor(m: dict, p):
 claim("xu2024.xor_benign_overfitting",
       title="XOR clusters: one step fits every label at chance test accuracy; later the network generalizes while "
             "still fitting the flipped labels",
-      citation="Xu, Wang, Frei, Vardi & Hu 2024, ICLR (Benign overfitting and grokking in ReLU networks for XOR cluster "
-               "data), Thm. 3.1-3.2",
+      citation="Xu, Wang, Frei, Vardi & Hu 2024, ICLR (Benign overfitting and grokking in ReLU networks for XOR "
+               "cluster data), Thm. 3.1-3.2",
       statement="A two-layer ReLU network trained by gradient descent on XOR cluster data with label noise fits all "
                 "training labels after one step with near-chance test accuracy, and later reaches near-optimal test "
                 "accuracy while still fitting the flipped labels.",
-      tolerance="n = 40, d = 2000, cluster norm 20, 10% of the labels flipped, width 32, first layer initialised at 1e-3 "
-                "of the standard scale, second layer frozen at +-1/sqrt(m), GD with step 1 on the logistic loss, 600 "
-                "steps, 3 seeds. Preconditions: d >= 10 n^2 (the theorems need d >> n^2; the quick scale, d = "
-                "n^2 + 25%, does not reach it and is reported for what it shows), every label fitted within 5 steps "
-                "(one step in the theorems' limit). Bounds on means over seeds (declared "
-                "in advance): test accuracy <= 0.6 at the first full fit, >= 0.9 at the end; every flipped label still "
-                "fitted. Effect: the rise between the two, refuted below 0.2.",
+      tolerance="n = 40, d = 2000, cluster norm 20, 10% of the labels flipped, width 32, first layer initialised at "
+                "1e-3 of the standard scale, second layer frozen at +-1/sqrt(m), GD with step 1 on the logistic loss, "
+                "600 steps, 3 seeds. Preconditions: d >= 10 n^2 (the theorems need d >> n^2; the quick scale, d = n^2 "
+                "+ 25%, does not reach it and is reported for what it shows), every label fitted within 5 steps (one "
+                "step in the theorems' limit). Bounds on means over seeds (declared in advance): test accuracy <= 0.6 "
+                "at the first full fit, >= 0.9 at the end; every flipped label still fitted. Effect: the rise between "
+                "the two, refuted below 0.2.",
       control="training labels shuffled (independent of the clusters): memorization without anything to generalize",
       predictions={}, measure=measure_xor, judge=judge_xor, figure=figure_xor,
       mutations=[
