@@ -20,8 +20,8 @@ import torch
 from scipy import stats
 from torch import nn
 
-from theorylab.claims import (Context, Judgement, Mutation, bound, claim, effect, mean_and_stderr, paired_difference,
-                              precondition, tolerance)
+from theorylab.claims import (Context, Judgement, Mutation, bound, claim, effect, paired_difference, precondition,
+                              tolerance, undecided)
 from theorylab.claims.figures import MEASURED, PREDICTED, band, legend_outside, log_axis, measured_shades, prediction
 from theorylab.data import load_digits, teacher_student
 from theorylab.datasets import load_chinchilla
@@ -186,6 +186,14 @@ def judge_data_scaling(m: dict, p) -> Judgement:
     mean = errors.mean(axis=0)
     fitted, held = sizes[:k], sizes[k:]
     fall = float(mean[0] / mean[k - 1])
+    falls = precondition("the error falls over the fitted sizes (a law to extrapolate)", fall >= 1.5,
+                         requirement="error at the smallest / at the largest fitted size >= 1.5", measured=fall)
+    if not falls.passed:  # nothing to fit: a constant error has no law to extrapolate
+        return Judgement([falls, undecided("max |z| of the held-out sizes", kind="bound", predicted="<= 3",
+                                           why="the error does not fall")],
+                         predicted=f"power law fitted on m <= {int(fitted[-1])} predicts m = {held.astype(int).tolist()}",
+                         measured=f"error falls x{fall:.3g} over the fitted sizes",
+                         rule=f"the law is fitted to the mean over {len(errors)} seeds.")
     predicted = p.extrapolate(fitted, mean[:k], held)
     # the extrapolation's error from the training noise: leave-one-seed-out (jackknife) refits
     jack = np.array([p.extrapolate(fitted, np.delete(errors, i, axis=0).mean(axis=0)[:k], held)
@@ -199,8 +207,7 @@ def judge_data_scaling(m: dict, p) -> Judgement:
     relative = predicted / mean[k:] - 1
     resolution = float(np.max(3 * combined / predicted))
     checks = [
-        precondition("the error falls over the fitted sizes (a law to extrapolate)", fall >= 1.5,
-                     requirement="error at the smallest / at the largest fitted size >= 1.5", measured=fall),
+        falls,
         precondition(f"the test can detect a {DETECTABLE:.0%} miss: 3 combined standard errors at most that fraction "
                      "of the prediction", resolution <= DETECTABLE, requirement=f"<= {DETECTABLE:g}", measured=resolution,
                      detail="a law that misses by more is not 'predictable'; a test blind to such a miss decides nothing"),
