@@ -29,7 +29,8 @@ from theorylab.results import Result
 
 ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gradients", "theorylab.kernels",
                     "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
-                    "theorylab.alignment", "theorylab.implicit_bias", "theorylab.sampling"]
+                    "theorylab.alignment", "theorylab.implicit_bias", "theorylab.sampling", "theorylab.difficulty",
+                    "theorylab.information", "theorylab.algorithmic", "theorylab.attribution", "theorylab.updates"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -109,16 +110,27 @@ CALLS = {
     "normalized_margin": lambda m, loss, data, b: ((m, data), {"homogeneity": 2.0}),
     "sampling_gradient_variance": lambda m, loss, data, b: ((m, loss, data), {
         "weights": torch.arange(1.0, 14.0), "scheme": "upweight", "batch_size": 2, "chunk_size": 4}),
+    "el2n_scores": lambda m, loss, data, b: ((m, data), {}),
+    "grand_scores": lambda m, loss, data, b: ((m, loss, data), {"chunk_size": 4}),
+    "correct_predictions": lambda m, loss, data, b: ((m, data), {}),
+    "softmax_collapse_fraction": lambda m, loss, data, b: ((m, data), {}),
+    "logit_scaling_cosine": lambda m, loss, data, b: ((m, loss, data), {}),
+    "input_gradients": lambda m, loss, data, b: ((m, loss, data), {}),
+    "update_ranks": lambda m, loss, data, b: ((m, {n: p.detach() * 0.5 for n, p in m.named_parameters()}), {}),
+    "layer_gradient_ranks": lambda m, loss, data, b: ((m, loss, data), {}),
+    "neuron_update_norms": lambda m, loss, data, b: ((m, {n: p.detach() * 0.5 for n, p in m.named_parameters()}),
+                                                     {}),
+    "information_plane": lambda m, loss, data, b: ((m, data), {"layers": ["body.2"], "value_range": (-1.0, 1.0)}),
 }
 
 
 # functions of a model that measure nothing themselves: they select layers or stream activations for analyzers
 BUILDING_BLOCKS = {"resolve_layers", "stream_activations", "weight_matrices", "random_direction", "interpolation_state",
-                   "chain_spec", "random_permutation", "check_symmetry"}
+                   "chain_spec", "random_permutation", "check_symmetry", "pgd_perturbation"}
 # analyzers of single examples: undefined where BatchNorm in train mode couples the examples of a batch
 PER_EXAMPLE = {"per_example_gradients", "empirical_fisher", "gradient_statistics", "per_parameter_snr",
                "group_gradient_cosines", "gradient_ranks", "empirical_ntk", "empirical_ntk_blocks",
-               "sampling_gradient_variance"}
+               "sampling_gradient_variance", "grand_scores", "input_gradients"}
 
 
 def test_every_registered_analyzer_is_covered_and_every_public_model_function_is_registered():

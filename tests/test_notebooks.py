@@ -23,6 +23,8 @@ EXPECTED_TEXT = {
                     "NTK on the last token", "ViT: test accuracy", "effective rank per token"],
     "landscape_and_fisher": ["Fisher = GGN: relative difference", "K-FAC relative error", "CG: damping",
                              "curvature along the top eigenvector", "after weight matching"],
+    "grokking_probes": ["test accuracy at the end", "Fourier concentration per unit", "softmax-collapsed fraction",
+                        "CKA to the final representation", "EL2N at initialisation"],
 }
 COUNT_FIGURES = """\
 import matplotlib.figure

@@ -20,6 +20,10 @@ Imports nothing but numpy, scipy and sympy.
 * :mod:`~theorylab.theory.diffusion`: ultra-slow diffusion of the weights (Hoffer et al. 2017).
 * :mod:`~theorylab.theory.double_descent`: where the double-descent peak sits (Nakkiran et al. 2019;
   Belkin et al. 2019).
+* :mod:`~theorylab.theory.deep_classifiers`: majority vote and 1-nearest neighbour, the limits of deep NTK
+  classifiers (Radhakrishnan et al. 2023).
+* :mod:`~theorylab.theory.generative_discriminative`: errors of naive Bayes and logistic regression on
+  Gaussian classes, and their sample complexities (Ng & Jordan 2001).
 * :mod:`~theorylab.theory.scaling_laws`: published scaling-law fits (Besiroglu et al. 2024).
 * :mod:`~theorylab.theory.batch_size`: the largest stable learning rate against the batch size (Granziol et
   al. 2022) and the mean-square limit of SGD on least squares.
@@ -30,10 +34,13 @@ Imports nothing but numpy, scipy and sympy.
 """
 from theorylab.theory.batch_hessian import batch_hessian_excess_exponents
 from theorylab.theory.batch_size import max_lr_batch_exponent, sgd_mean_square_lr_limit
+from theorylab.theory.deep_classifiers import majority_vote, nearest_neighbour
 from theorylab.theory.deep_linear import saxe_learning_time, saxe_mode_strength, saxe_mode_strength_symbolic
 from theorylab.theory.deep_linear_depth import deep_mode_learning_time
 from theorylab.theory.diffusion import diffusion_exponent, free_diffusion_exponent, ultra_slow_distance
 from theorylab.theory.double_descent import interpolation_threshold, random_features_peak
+from theorylab.theory.generative_discriminative import (linear_rule_error, logistic_asymptotic_error,
+                                                        naive_bayes_asymptotic_error, sample_complexity_growth)
 from theorylab.theory.linear_regression import (gd_risk, optimal_ridge, ridge_risk, ridgeless_finite_size_correction,
                                                 ridgeless_risk, ridgeless_risk_finite, ridgeless_risk_symbolic)
 from theorylab.theory.marchenko_pastur import (mp_atom, mp_cdf, mp_density, mp_density_symbolic, mp_edges,
@@ -50,12 +57,15 @@ from theorylab.theory.stability import gd_sharpness_threshold, sgd_trace_thresho
 from theorylab.theory.wide_networks import lazy_change_exponent_bound, ntk_fluctuation_exponent
 
 __all__ = [
-    "batch_perceptron", "deep_mode_learning_time", "last_iterate_bound", "max_lr_batch_exponent", "ntk_mode_decay", "sgd_mean_square_lr_limit",
-    "asymmetric_rate_exponent_bound", "batch_hessian_excess_exponents", "critical_batch_size", "diffusion_exponent", "epoch_chinchilla_fit",
-    "excess_product", "free_diffusion_exponent", "gd_risk", "gd_sharpness_threshold", "imbalanced_ufm_norms",
-    "interpolation_threshold", "lazy_change_exponent_bound", "mp_atom", "mp_cdf", "mp_density", "mp_density_symbolic",
-    "mp_edges", "mp_stieltjes", "ntk_fluctuation_exponent", "optimal_ridge", "random_features_peak", "ridge_risk",
+    "asymmetric_rate_exponent_bound", "batch_hessian_excess_exponents", "batch_perceptron", "critical_batch_size",
+    "deep_mode_learning_time", "diffusion_exponent", "epoch_chinchilla_fit", "excess_product",
+    "free_diffusion_exponent", "gd_risk", "gd_sharpness_threshold", "imbalanced_ufm_norms",
+    "interpolation_threshold", "last_iterate_bound", "lazy_change_exponent_bound", "linear_rule_error",
+    "logistic_asymptotic_error", "majority_vote", "max_lr_batch_exponent", "mp_atom", "mp_cdf", "mp_density",
+    "mp_density_symbolic", "mp_edges", "mp_stieltjes", "naive_bayes_asymptotic_error", "nearest_neighbour",
+    "ntk_fluctuation_exponent", "ntk_mode_decay", "optimal_ridge", "random_features_peak", "ridge_risk",
     "ridgeless_finite_size_correction", "ridgeless_risk", "ridgeless_risk_finite", "ridgeless_risk_symbolic",
-    "saxe_learning_time", "saxe_mode_strength", "saxe_mode_strength_symbolic", "sgd_trace_threshold",
-    "spiked_outlier", "steps_to_target", "symmetric_overparam_tail", "ufm_global_objective", "ultra_slow_distance",
+    "sample_complexity_growth", "saxe_learning_time", "saxe_mode_strength", "saxe_mode_strength_symbolic",
+    "sgd_mean_square_lr_limit", "sgd_trace_threshold", "spiked_outlier", "steps_to_target",
+    "symmetric_overparam_tail", "ufm_global_objective", "ultra_slow_distance",
 ]
