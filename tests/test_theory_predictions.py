@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from theorylab.collapse import imbalanced_ufm_geometry
 from theorylab.theory import (critical_batch_size, imbalanced_ufm_norms, interpolation_threshold,
                               ridgeless_finite_size_correction, ridgeless_risk, ridgeless_risk_finite,
                               steps_to_target, ufm_global_objective)
@@ -13,14 +12,6 @@ from theorylab.theory import (critical_batch_size, imbalanced_ufm_norms, interpo
 def test_finite_size_correction_is_the_gap_between_the_exact_risk_and_its_limit(n, p):
     gap = ridgeless_risk_finite(n, p, noise=0.25) - float(ridgeless_risk(p / n, noise=0.25))
     assert ridgeless_finite_size_correction(n, p, noise=0.25) == pytest.approx(gap, rel=1e-12)
-
-
-def test_imbalanced_norms_match_the_collapse_module():
-    counts = [400, 200, 100, 50, 25]
-    w, h = imbalanced_ufm_norms(counts, lambda_w=5e-4, lambda_h=5e-4)
-    geometry = imbalanced_ufm_geometry(counts, lambda_w=5e-4, lambda_h=5e-4)
-    np.testing.assert_allclose(w, geometry.classifier_norms, rtol=1e-12)
-    np.testing.assert_allclose(h, geometry.feature_norms, rtol=1e-12)
 
 
 def test_global_objective_at_depth_one_is_that_of_the_closed_form_norms():

@@ -490,31 +490,16 @@ def imbalanced_ufm_geometry(class_counts: Sequence[int], *, lambda_w: float, lam
     Model (Dang et al. 2023, ICML, the plain UFM with ``M = 1``):
     ``min_{W,H} (1/2N) ||W H - Y||_F^2 + (lambda_W/2) ||W||_F^2 + (lambda_H/2) ||H||_F^2`` with one
     free feature column per sample and one-hot ``Y``.  At the minimiser features collapse to their
-    class means ``h_k``, the ``h_k`` are mutually orthogonal and ``w_k`` is parallel to ``h_k``, with
-
-        ``||w_k||^2 = s_k^2 = max(0, sqrt(n_k lambda_H / lambda_W) - N lambda_H)``,
-        ``||h_k|| = s_k / (s_k^2 + N lambda_H) = s_k sqrt(lambda_W / (n_k lambda_H))``.
-
-    Derivation (stated so it can be checked): with orthogonal directions the objective separates
-    over classes; for class ``k`` with ``w_k = s u``, ``h_k = t u`` it is
-    ``n_k/(2N) (s t - 1)^2 + lambda_W s^2 / 2 + lambda_H n_k t^2 / 2``.  Rescaling ``s -> c s``,
-    ``t -> t / c`` balances ``lambda_W s^2 = lambda_H n_k t^2``; with ``p = s t`` the objective is
-    ``n_k/(2N) (p - 1)^2 + p sqrt(n_k lambda_W lambda_H)``, minimised at
-    ``p = max(0, 1 - N sqrt(lambda_W lambda_H / n_k))``, which gives the norms above.  Classes with
-    ``n_k <= N^2 lambda_W lambda_H`` get ``w_k = h_k = 0`` (``collapsed``): the MSE form of minority
-    collapse.
+    class means ``h_k``, the ``h_k`` are mutually orthogonal and ``w_k`` is parallel to ``h_k``, with the
+    norms of :func:`theorylab.theory.imbalanced_ufm_norms` (derived there); classes with
+    ``n_k <= N^2 lambda_W lambda_H`` get ``w_k = h_k = 0`` (``collapsed``): the MSE form of minority collapse.
     """
+    from theorylab.theory import imbalanced_ufm_norms
+
     counts = np.asarray(class_counts, dtype=np.float64)
-    if counts.ndim != 1 or len(counts) < 2:
-        raise ValueError("class_counts must list at least 2 class sizes")
-    if np.any(counts < 1) or np.any(counts != np.round(counts)):
+    if counts.ndim == 1 and np.any(counts != np.round(counts)):
         raise ValueError(f"class_counts must be positive integers, got {list(class_counts)}")
-    for name, value in (("lambda_w", lambda_w), ("lambda_h", lambda_h)):
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    n = counts.sum()
-    s2 = np.maximum(0.0, np.sqrt(counts * lambda_h / lambda_w) - n * lambda_h)
-    s = np.sqrt(s2)
+    classifier_norms, feature_norms = imbalanced_ufm_norms(counts, lambda_w=lambda_w, lambda_h=lambda_h)
     return UFMGeometry(class_counts=counts.astype(np.int64), lambda_w=float(lambda_w), lambda_h=float(lambda_h),
-                       classifier_norms=s, feature_norms=s / (s2 + n * lambda_h), collapsed=s2 == 0,
-                       meta=make_meta())
+                       classifier_norms=classifier_norms, feature_norms=feature_norms,
+                       collapsed=classifier_norms == 0, meta=make_meta())
