@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import theorylab as tl
-from theorylab.adapters import causal_lm_loss, last_token
+from theorylab.adapters import causal_lm_loss
 from theorylab.curvature import spectral_density, top_eigenvalues, trace
 from theorylab.alignment import weight_matching
 from theorylab.gradients import gradient_noise_scale, gradient_statistics, per_example_gradients
@@ -25,7 +25,18 @@ from theorylab.landscape import linear_interpolation, loss_surface
 from theorylab.metrics import mean_loss
 from theorylab.representations import activation_ranks, dormant_ratio, weight_spectrum
 from theorylab.results import Result
-from theorylab.sharpness import adaptive_sharpness, average_sharpness, sam_sharpness
+from theorylab.sharpness import adaptive_sharpness, average_sharpness, sam_sharpness, stability_ratios
+
+from theorylab.algorithmic import logit_scaling_cosine, softmax_collapse_fraction
+from theorylab.attribution import input_gradients
+from theorylab.collapse import layerwise_collapse
+from theorylab.difficulty import correct_predictions, el2n_scores, grand_scores
+from theorylab.gradients import gradient_ranks, group_gradient_cosines, parameter_snapshot, per_parameter_snr
+from theorylab.implicit_bias import normalized_margin
+from theorylab.information import information_plane
+from theorylab.representations import layer_activations, weight_ranks
+from theorylab.sampling import sampling_gradient_variance
+from theorylab.updates import layer_gradient_ranks, neuron_update_norms, update_ranks
 
 from zoo import ZOO
 
@@ -86,7 +97,37 @@ ANALYSES = {
     "linear_interpolation": lambda c: linear_interpolation(c.model, _perturbed(c.model), c.loss_fn, c.data,
                                                            num_points=3, mode=c.mode),
     "weight_matching": lambda c: weight_matching(c.model, _perturbed(c.model), data=c.data[0]),
+    "stability_ratios": lambda c: stability_ratios(c.model, c.loss_fn, c.data, lr=0.1, num_probes=3, tol=1e-3,
+                                                      mode=c.mode),
+    "accuracy": lambda c: tl.accuracy(c.model, c.data, mode=c.mode),
+    "per_parameter_snr": lambda c: _defined_snr(per_parameter_snr(c.model, c.loss_fn, c.data, mode=c.mode)),
+    "gradient_ranks": lambda c: gradient_ranks(c.model, c.loss_fn, c.data, mode=c.mode),
+    "group_gradient_cosines": lambda c: group_gradient_cosines(c.model, c.loss_fn, c.data, mode=c.mode),
+    "layer_activations": lambda c: layer_activations(c.model, c.data, layers=c.layers, mode=c.mode, layout="auto"),
+    "layerwise_collapse": lambda c: layerwise_collapse(c.model, c.data, layers=c.layers, mode=c.mode),
+    "weight_ranks": lambda c: weight_ranks(c.model),
+    "update_ranks": lambda c: update_ranks(c.model, parameter_snapshot(_perturbed(c.model))),
+    "neuron_update_norms": lambda c: neuron_update_norms(c.model, parameter_snapshot(_perturbed(c.model))),
+    "layer_gradient_ranks": lambda c: layer_gradient_ranks(c.model, c.loss_fn, c.data, mode=c.mode),
+    "el2n_scores": lambda c: el2n_scores(c.model, c.data, mode=c.mode),
+    "grand_scores": lambda c: grand_scores(c.model, c.loss_fn, c.data, mode=c.mode),
+    "correct_predictions": lambda c: correct_predictions(c.model, c.data, mode=c.mode),
+    "softmax_collapse_fraction": lambda c: softmax_collapse_fraction(c.model, c.data, mode=c.mode),
+    "logit_scaling_cosine": lambda c: logit_scaling_cosine(c.model, c.loss_fn, c.data, mode=c.mode),
+    "input_gradients": lambda c: input_gradients(c.model, c.loss_fn, c.data, mode=c.mode),
+    "information_plane": lambda c: information_plane(c.model, c.data, layers=c.layers, mode=c.mode),
+    "normalized_margin": lambda c: normalized_margin(c.model, c.data, mode=c.mode),
+    "sampling_gradient_variance": lambda c: sampling_gradient_variance(
+        c.model, c.loss_fn, c.data, weights=torch.ones(len(c.batch[1] if isinstance(c.batch, tuple) else c.batch["labels"])),
+        scheme="upweight", batch_size=2, mode=c.mode),
 }
+
+
+def _defined_snr(snr):
+    """The GSNR entries that are defined (NaN marks entries whose gradient is 0 for every example)."""
+    defined = {name: v[~torch.isnan(v)] for name, v in snr.items()}
+    assert sum(v.numel() for v in defined.values()) > 0
+    return defined
 
 
 def _perturbed(model):
@@ -118,6 +159,14 @@ LIMITS = {
     ("resnet", "weight_matching"): "pass spec= for this model",  # skip connections
     ("gpt2", "kfac"): "cannot tell which likelihood causal_lm_loss",  # and HF Conv1D layers, lm_head tied to wte
     ("gpt2", "model_collapse"): "labels must have shape",  # a language model has token labels, not classes
+    ("gpt2", "layerwise_collapse"): "labels must have shape",
+    ("gpt2", "group_gradient_cosines"): "group ids must be a 1-D integer tensor",
+    ("gpt2", "information_plane"): "labels must have one row per sample",
+    ("gpt2", "el2n_scores"): "EL2N needs \\(N, classes\\) outputs",
+    ("gpt2", "correct_predictions"): "for a sequence model choose one position",
+    ("gpt2", "softmax_collapse_fraction"): "for a sequence model choose one position",
+    ("gpt2", "normalized_margin"): "for a sequence model choose one position",
+    ("gpt2", "input_gradients"): "token ids",  # integer inputs have no gradient
 }
 
 
@@ -140,6 +189,14 @@ def test_every_analyzer_runs_on_every_model_or_says_why_not(case, analysis):
             assert _finite(ANALYSES[analysis](case))
     assert all(torch.equal(v, state[k]) for k, v in case.model.state_dict().items())
     assert [m.training for m in case.model.modules()] == modes
+
+
+def test_every_registered_analyzer_meets_the_zoo():
+    from theorylab.analyzer import ANALYZERS
+
+    elsewhere = {"empirical_ntk", "empirical_ntk_blocks",  # tests/test_kernels_zoo.py, against explicit J J^T
+                 "parameter_snapshot", "distance_from_init"}  # parameter bookkeeping, no forward pass
+    assert set(ANALYZERS) - elsewhere <= set(ANALYSES), sorted(set(ANALYZERS) - elsewhere - set(ANALYSES))
 
 
 def test_causal_lm_loss_equals_huggingface_loss():

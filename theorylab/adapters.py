@@ -61,6 +61,20 @@ def resolve_output(output: OutputFn | None) -> OutputFn:
     return adapted
 
 
+def check_classification(outputs: Tensor, targets: Tensor, what: str) -> None:
+    """A clear error unless ``outputs`` are ``(N, classes)`` scores and ``targets`` ``(N,)`` integer labels.
+
+    Sequence models (``(N, T, V)`` logits, ``(N, T)`` token labels) are refused by name: choose one
+    position with ``output=`` (e.g. :func:`last_token`) and pass labels of that position.
+    """
+    integer = not (targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool)
+    if outputs.dim() == 2 and targets.dim() == 1 and integer and len(targets) == len(outputs):
+        return
+    raise ValueError(f"{what} needs (N, classes) outputs and (N,) integer class labels, got outputs "
+                     f"{tuple(outputs.shape)} and labels {tuple(targets.shape)} ({targets.dtype}); for a sequence "
+                     "model choose one position with output= (e.g. theorylab.adapters.last_token) and its labels")
+
+
 def last_token(out: Any) -> Tensor:
     """The logits at the last sequence position, ``(B, V)`` from ``(B, T, V)``."""
     logits = model_output(out)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from theorylab._params import ParamSpec
 from theorylab._state import Mode
-from theorylab.adapters import OutputFn
+from theorylab.adapters import OutputFn, check_classification
 from theorylab.analyzer import analyzer
 from theorylab.batches import Data
 from theorylab.functional import ModelFunction
@@ -56,8 +56,7 @@ def softmax_collapse_fraction(model: nn.Module, data: Data, *, mode: Mode = "eva
     with torch.no_grad(), fn.evaluating():
         for batch in fn.batches():
             logits, labels = fn.outputs({}, batch), fn.targets(batch)
-            if logits.dim() != 2 or labels.dim() != 1:
-                raise ValueError("softmax collapse needs (N, classes) logits and (N,) class labels")
+            check_classification(logits, labels, "softmax collapse")
             losses = nn.functional.cross_entropy(logits, labels.long(), reduction="none")
             collapsed += int((losses == 0).sum())
             total += len(labels)

@@ -40,7 +40,11 @@ def input_gradients(model: nn.Module, loss_fn: LossFn, data: Data, *, mode: Mode
     with fn.evaluating(), torch.enable_grad():
         fn.check_examples_independent()
         for batch in fn.batches():
-            inputs, targets = parts(batch).args[0].detach().requires_grad_(True), fn.targets(batch)
+            given = parts(batch)
+            if len(given.args) != 1 or given.kwargs or not given.args[0].is_floating_point():
+                raise ValueError("input gradients need the model's input as one floating-point tensor "
+                                 "(token ids, several inputs or keyword inputs have no input gradient here)")
+            inputs, targets = given.args[0].detach().requires_grad_(True), fn.targets(batch)
             loss = fn.loss(fn.outputs({}, (inputs, targets)), targets) * len(targets)
             rows.append(torch.autograd.grad(loss, inputs)[0].detach().cpu())
     return torch.cat(rows)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from theorylab._params import ParamSpec
 from theorylab._state import Mode
-from theorylab.adapters import OutputFn
+from theorylab.adapters import OutputFn, check_classification
 from theorylab.analyzer import analyzer
 from theorylab.batches import Data
 from theorylab.functional import ModelFunction
@@ -39,8 +39,7 @@ def el2n_scores(model: nn.Module, data: Data, *, mode: Mode = "eval", dtype: tor
         for batch in fn.batches():
             logits = fn.outputs({}, batch)
             labels = fn.targets(batch)
-            if logits.dim() != 2 or labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32):
-                raise ValueError("EL2N needs (N, classes) logits and (N,) integer class labels")
+            check_classification(logits, labels, "EL2N")
             error = torch.softmax(logits, 1) - nn.functional.one_hot(labels.long(), logits.shape[1]).to(logits.dtype)
             scores.append(error.norm(dim=1).cpu())
     return torch.cat(scores)
@@ -62,8 +61,13 @@ def correct_predictions(model: nn.Module, data: Data, *, mode: Mode = "eval", dt
     """``(N,)`` booleans: is each example of ``data`` classified correctly (argmax of the outputs)?  One row of
     the history :func:`forgetting_events` counts from."""
     fn = ModelFunction(model, None, data, mode=mode, dtype=dtype, device=device, output=output, variables=False)
+    rows = []
     with torch.no_grad(), fn.evaluating():
-        return torch.cat([(fn.outputs({}, b).argmax(1) == fn.targets(b)).cpu() for b in fn.batches()])
+        for batch in fn.batches():
+            logits, labels = fn.outputs({}, batch), fn.targets(batch)
+            check_classification(logits, labels, "correct_predictions")
+            rows.append((logits.argmax(1) == labels).cpu())
+    return torch.cat(rows)
 
 
 def forgetting_events(history: Tensor | np.ndarray) -> np.ndarray:

@@ -226,7 +226,8 @@ def per_parameter_snr(model: nn.Module, loss_fn: LossFn, data: Data, *, params: 
                       chunk_size: int = 256, mode: Mode = "eval", dtype: torch.dtype | None = None,
                       device: str | torch.device | None = None, output: OutputFn | None = None,
                       process_group: Any = None) -> dict[str, Tensor]:
-    """GSNR ``gbar_j^2 / var_j`` of every parameter entry, shaped like the parameters (inf where var = 0)."""
+    """GSNR ``gbar_j^2 / var_j`` of every parameter entry, shaped like the parameters (inf where the variance is 0
+    and the mean is not; NaN where every example's gradient entry is 0, e.g. an embedding row no input uses)."""
     fn = _function(model, loss_fn, data, params, mode, dtype, device, output, process_group)
     sums = _Sums()
     for g, _ in _stream_per_example(fn, chunk_size):

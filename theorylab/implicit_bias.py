@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from theorylab._params import ParamSpec
 from theorylab._state import Mode
-from theorylab.adapters import OutputFn
+from theorylab.adapters import OutputFn, check_classification
 from theorylab.analyzer import analyzer
 from theorylab.batches import Data
 from theorylab.functional import ModelFunction
@@ -155,6 +155,7 @@ def output_margins(outputs: Tensor, targets: Tensor) -> Tensor:
         if not bool(torch.all((labels == 1) | (labels == 0) | (labels == -1))):
             raise ValueError("one output needs binary labels (+-1 or 0/1)")
         return signs * outputs.reshape(-1)
+    check_classification(outputs, targets, "a multi-class margin")
     correct = outputs.gather(1, targets.reshape(-1, 1).long()).squeeze(1)
     others = outputs.scatter(1, targets.reshape(-1, 1).long(), float("-inf"))
     return correct - others.max(dim=1).values
