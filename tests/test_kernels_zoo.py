@@ -4,7 +4,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 from theorylab.adapters import last_token
 from theorylab.kernels import empirical_ntk, empirical_ntk_blocks

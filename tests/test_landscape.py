@@ -3,7 +3,6 @@ is the loss, a quadratic loss equals its quadratic model everywhere, the curvatu
 eigenvector is its eigenvalue, filter normalisation has the weights' filter norms, a planted permutation
 is recovered exactly and removes the barrier, batched and looped evaluation agree."""
 import copy
-import warnings
 
 import numpy as np
 import pytest

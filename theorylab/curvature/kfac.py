@@ -239,7 +239,7 @@ class KFACOperator(CurvatureOperator):
 
     def _backpropagated(self, out: Tensor, batch: Batch) -> list[Tensor]:
         """Output-shaped tensors whose row ``i`` is a column of ``S_i`` (``Lambda_i = S_i S_i^T``)."""
-        fn, n = self._fn, batch_size(batch)
+        fn = self._fn
         if self.fisher_type == "empirical":
             return [sample_gradients(fn, out, fn.targets(batch), 1.0)]
         if self.fisher_type == "mc":
