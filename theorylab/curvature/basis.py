@@ -42,6 +42,8 @@ AUTO_FRACTION = 0.5
 CACHE_BYTES = 4 * 2**20
 #: bytes per chunk moved between devices or widened to the operator's precision
 TRANSFER_BYTES = 64 * 2**20
+#: bytes per segment of rows, for a basis that grows with the steps taken (at least one row)
+SEGMENT_BYTES = 64 * 2**20
 
 
 def available_memory(device: torch.device) -> int:
@@ -84,47 +86,88 @@ def resolve_storage(op_dtype: torch.dtype, op_device: torch.device, basis_dtype:
     return dtype, device
 
 
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def plan(size: int, rows: int, budget: int | None, *, compute_dtype: torch.dtype, compute_device: torch.device,
+         storage_dtype: torch.dtype, storage_device: torch.device) -> tuple[int, int, int]:
+    """``(capacity, rows per chunk, staging bytes per chunk row)`` of a basis of at most ``rows`` rows
+    whose rows and staging buffers fit ``budget`` (None: no bound)."""
+    compute_row, storage_row = size * _itemsize(compute_dtype), size * _itemsize(storage_dtype)
+    overlapped = compute_device.type == "cuda" and storage_device.type == "cpu"
+    if storage_dtype == compute_dtype and storage_device == compute_device:
+        # chunks that stay in a CPU cache; one chunk (classical Gram-Schmidt) on a GPU; nothing staged
+        fit = CACHE_BYTES // compute_row
+        chunk, staged_row = (fit if compute_device.type == "cpu" and fit >= 2 else max(rows, 1)), 0
+    else:  # staging: two raw chunks on the GPU (overlapped copies), one chunk widened to the compute dtype
+        staged_row = (2 * storage_row if overlapped else 0) + (0 if storage_dtype == compute_dtype else compute_row)
+        chunk = max(1, min(TRANSFER_BYTES // compute_row, rows // 8))
+        if budget is not None:  # staging takes at most an eighth of the budget (or one row)
+            chunk = max(1, min(chunk, budget // (8 * staged_row)))
+    capacity = rows if budget is None else max(0, min(rows, (budget - chunk * staged_row) // storage_row))
+    return capacity, max(1, min(chunk, capacity)), staged_row
+
+
 class KrylovBasis:
-    """Up to ``capacity`` vectors of length ``size`` stored as rows, used in the operator's precision.
+    """Up to ``rows`` vectors of length ``size`` stored as rows, used in the operator's precision.
 
     ``compute_dtype``/``compute_device`` are those of the operator: every vector handed in or out
-    is in them.  ``storage_dtype``/``storage_device`` are those of the rows.  ``nbytes`` is the
-    memory the basis holds: its rows and, where rows are moved or widened, the staging buffers.
+    is in them.  ``storage_dtype``/``storage_device`` are those of the rows.  ``budget`` (bytes,
+    None for no bound) caps the memory: ``capacity`` is ``rows`` or the most that fit (:func:`plan`).
+    Rows live in segments of ``segment_rows``, allocated when a row in them is first stored and
+    never moved (default: one segment of ``capacity`` rows, for runs that use them all);
+    ``nbytes`` is the memory held, segments and staging buffers, at most the budget.
     """
 
-    def __init__(self, size: int, capacity: int, *, compute_dtype: torch.dtype, compute_device: torch.device,
-                 storage_dtype: torch.dtype, storage_device: torch.device):
-        self.size, self.capacity = int(size), int(capacity)
+    def __init__(self, size: int, rows: int, *, compute_dtype: torch.dtype, compute_device: torch.device,
+                 storage_dtype: torch.dtype, storage_device: torch.device, budget: int | None = None,
+                 segment_rows: int | None = None):
+        self.size = int(size)
         self.compute_dtype, self.compute_device = compute_dtype, torch.device(compute_device)
         self.storage_dtype, self.storage_device = storage_dtype, torch.device(storage_device)
         self.overlapped = self.compute_device.type == "cuda" and self.storage_device.type == "cpu"
-        self.rows = torch.empty(self.capacity, self.size, dtype=storage_dtype, device=storage_device,
-                                pin_memory=self.overlapped)
         self.direct = storage_dtype == compute_dtype and self.storage_device == self.compute_device
-        row_bytes = self.size * torch.empty((), dtype=compute_dtype).element_size()
-        if self.direct:  # chunks that stay in a CPU cache; one chunk (classical Gram-Schmidt) on a GPU
-            fit = CACHE_BYTES // row_bytes
-            self.rows_per_chunk = fit if self.compute_device.type == "cpu" and fit >= 2 else max(self.capacity, 1)
-        else:
-            self.rows_per_chunk = max(1, min(TRANSFER_BYTES // row_bytes, self.capacity))
+        self.capacity, self.rows_per_chunk, staged_row = plan(
+            self.size, rows, budget, compute_dtype=compute_dtype, compute_device=self.compute_device,
+            storage_dtype=storage_dtype, storage_device=self.storage_device)
+        self.segment_rows = max(1, min(self.capacity, segment_rows or self.capacity))
+        self._segments: list[Tensor] = []
         self._staging: list[Tensor] = []
         if self.overlapped and self.capacity:
             self._staging = [torch.empty(self.rows_per_chunk, self.size, dtype=storage_dtype,
                                          device=self.compute_device) for _ in range(2)]
             self._side_stream = torch.cuda.Stream(self.compute_device)
-        staging = 0 if self.direct else self.rows_per_chunk * row_bytes * (3 if self.overlapped else 1)
-        self.nbytes = self.rows.element_size() * self.rows.numel() + (staging if self.capacity else 0)
+        self._staging_bytes = self.rows_per_chunk * staged_row if self.capacity else 0
 
-    @staticmethod
-    def rows_within(budget: int | None, size: int, storage_dtype: torch.dtype) -> int | None:
-        """How many rows of ``size`` entries fit in ``budget`` bytes (None: unbounded)."""
-        if budget is None:
-            return None
-        return budget // (size * torch.empty((), dtype=storage_dtype).element_size())
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the segments allocated so far and the staging buffers."""
+        return sum(t.element_size() * t.numel() for t in self._segments) + self._staging_bytes
 
+    # -- rows -------------------------------------------------------------------------------------
     def store(self, index: int, vector: Tensor) -> None:
         """Row ``index`` <- ``vector`` (rounded to the storage precision)."""
-        self.rows[index].copy_(vector, non_blocking=self.overlapped)
+        if index >= self.capacity:
+            raise IndexError(f"row {index} is beyond the capacity {self.capacity} of the basis")
+        while len(self._segments) * self.segment_rows <= index:
+            rows = min(self.segment_rows, self.capacity - len(self._segments) * self.segment_rows)
+            self._segments.append(torch.empty(rows, self.size, dtype=self.storage_dtype, device=self.storage_device,
+                                              pin_memory=self.overlapped))
+        segment, offset = divmod(index, self.segment_rows)
+        self._segments[segment][offset].copy_(vector, non_blocking=self.overlapped)
+
+    def _pieces(self, start: int, stop: int, columns: slice = slice(None),
+                limit: int | None = None) -> Iterator[tuple[int, int, Tensor]]:
+        """``(a, b, view of rows [a, b))`` over ``[start, stop)``, at most ``limit`` rows each (default
+        ``rows_per_chunk``), never across segments; ``columns`` selects entries."""
+        limit = limit or self.rows_per_chunk
+        a = start
+        while a < stop:
+            segment, offset = divmod(a, self.segment_rows)
+            b = min(stop, a + limit, (segment + 1) * self.segment_rows)
+            yield a, b, self._segments[segment][offset:offset + b - a, columns]
+            a = b
 
     def _sync_host(self) -> None:
         """Wait for pending copies into pinned rows before the host reads them."""
@@ -133,39 +176,38 @@ class KrylovBasis:
 
     def _chunks(self, start: int, stop: int) -> Iterator[tuple[int, int, Tensor]]:
         """``(a, b, rows[a:b])`` over ``[start, stop)``, each chunk in the compute precision and device."""
-        bounds = [(a, min(a + self.rows_per_chunk, stop)) for a in range(start, stop, self.rows_per_chunk)]
         if self.direct:
-            for a, b in bounds:
-                yield a, b, self.rows[a:b]
+            yield from self._pieces(start, stop)
         elif self.overlapped:
-            yield from self._prefetched(bounds)
+            yield from self._prefetched(list(self._pieces(start, stop)))
         else:
-            for a, b in bounds:
-                yield a, b, self.rows[a:b].to(device=self.compute_device, dtype=self.compute_dtype)
+            for a, b, piece in self._pieces(start, stop):
+                yield a, b, piece.to(device=self.compute_device, dtype=self.compute_dtype)
 
-    def _prefetched(self, bounds: list[tuple[int, int]]) -> Iterator[tuple[int, int, Tensor]]:
+    def _prefetched(self, pieces: list[tuple[int, int, Tensor]]) -> Iterator[tuple[int, int, Tensor]]:
         """Chunks copied host -> GPU on a side stream, the copy of chunk i+1 overlapping the work on chunk i."""
         current, side = torch.cuda.current_stream(self.compute_device), self._side_stream
 
         def issue(i: int) -> tuple[Tensor, torch.cuda.Event]:
-            a, b = bounds[i]
+            a, b, piece = pieces[i]
             staged = self._staging[i % 2][:b - a]
             side.wait_stream(current)  # rows stored on the current stream, and the last reader of this buffer
             with torch.cuda.stream(side):
-                staged.copy_(self.rows[a:b], non_blocking=True)
+                staged.copy_(piece, non_blocking=True)
                 done = torch.cuda.Event()
                 done.record(side)
             return staged, done
 
-        pending = issue(0) if bounds else None
-        for i, (a, b) in enumerate(bounds):
+        pending = issue(0) if pieces else None
+        for i, (a, b, _) in enumerate(pieces):
             staged, done = pending
             current.wait_event(done)
             chunk = staged.to(self.compute_dtype)
-            if i + 1 < len(bounds):
+            if i + 1 < len(pieces):
                 pending = issue(i + 1)
             yield a, b, chunk
 
+    # -- linear algebra with the rows ---------------------------------------------------------------
     def project(self, w: Tensor, start: int, stop: int) -> Tensor:
         """Remove from ``w`` (in place) its components along rows ``[start, stop)``; returns them.
 
@@ -183,11 +225,6 @@ class KrylovBasis:
         for a, b, chunk in self._chunks(start, start + len(coefficients)):
             w.addmv_(chunk.T, coefficients[a - start:b - start], alpha=-1)
 
-    def _column_chunks(self, rows: int) -> Iterator[tuple[int, int]]:
-        width = max(1, TRANSFER_BYTES // (max(rows, 1) * torch.empty((), dtype=self.compute_dtype).element_size()))
-        for c in range(0, self.size, width):
-            yield c, min(c + width, self.size)
-
     def transform(self, start: int, stop: int, s: Tensor) -> None:
         """Rows ``[start, start + r)`` <- ``S^T rows[start:stop]`` in place, for ``s`` of shape ``(stop - start, r)``.
 
@@ -196,11 +233,25 @@ class KrylovBasis:
         """
         self._sync_host()
         s_t = s.T.to(device=self.compute_device, dtype=self.compute_dtype).contiguous()
-        for c0, c1 in self._column_chunks(stop - start):
-            block = self.rows[start:stop, c0:c1].to(device=self.compute_device, dtype=self.compute_dtype)
-            self.rows[start:start + s_t.shape[0], c0:c1] = s_t @ block
+        item = _itemsize(self.compute_dtype)
+        width = max(1, TRANSFER_BYTES // (max(stop - start, 1) * item))
+        for c0 in range(0, self.size, width):
+            columns = slice(c0, min(c0 + width, self.size))
+            block = torch.cat([piece.to(device=self.compute_device, dtype=self.compute_dtype)
+                               for _, _, piece in self._pieces(start, stop, columns)])
+            new = s_t @ block
+            for a, b, piece in self._pieces(start, start + s_t.shape[0], columns):
+                piece.copy_(new[a - start:b - start])
+
+    def view(self, start: int, stop: int) -> Tensor:
+        """Rows ``[start, stop)`` as stored (in the storage precision and device): a view within one
+        segment, else a copy."""
+        self._sync_host()
+        pieces = [piece for _, _, piece in self._pieces(start, stop, limit=self.segment_rows)]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     def read(self, start: int, stop: int) -> Tensor:
         """Rows ``[start, stop)`` as a ``(stop - start, size)`` tensor in the compute precision and device."""
         self._sync_host()
-        return self.rows[start:stop].to(device=self.compute_device, dtype=self.compute_dtype)
+        return torch.cat([piece.to(device=self.compute_device, dtype=self.compute_dtype)
+                          for _, _, piece in self._pieces(start, stop)])

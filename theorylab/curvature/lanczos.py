@@ -46,7 +46,8 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from theorylab.curvature.basis import KrylovBasis, MemoryBudget, resolve_budget, resolve_storage
+from theorylab.curvature.basis import (SEGMENT_BYTES, KrylovBasis, MemoryBudget, plan, resolve_budget,
+                                       resolve_storage)
 from theorylab.curvature.operators import LinearOperator, as_operator
 from theorylab.plotting import MEASURED, axes_or_new
 from theorylab.progress import bar
@@ -268,7 +269,7 @@ class _Krylov:
 
     def decomposition(self) -> LanczosDecomposition:
         m = self.num_steps
-        basis = None if self.basis is None else self.basis.rows[self.offset:self.offset + m].T
+        basis = None if self.basis is None else self.basis.view(self.offset, self.offset + m).T
         return LanczosDecomposition(alpha=self.alpha[:m].copy(), beta=self.beta[:m].copy(), basis=basis,
                                     breakdown=self.breakdown, num_matvecs=m, reorthogonalize=self.reorthogonalize,
                                     basis_bytes=0 if self.basis is None else self.basis.nbytes,
@@ -293,17 +294,24 @@ def gaussian_start(size: int, seed: int | torch.Generator) -> Tensor:
     return torch.randn(size, generator=gen, dtype=torch.float64)
 
 
+def _storage(op: LinearOperator, memory_budget: MemoryBudget, basis_dtype: torch.dtype | None,
+             basis_device: str | torch.device | None) -> dict[str, Any]:
+    """The keyword arguments of :class:`KrylovBasis` (and :func:`plan`) for ``op`` and the options."""
+    dtype, device = resolve_storage(op.dtype, op.device, basis_dtype, basis_device)
+    return dict(compute_dtype=op.dtype, compute_device=op.device, storage_dtype=dtype, storage_device=device,
+                budget=resolve_budget(memory_budget, device))
+
+
 def krylov_basis(op: LinearOperator, rows: int, *, memory_budget: MemoryBudget, basis_dtype: torch.dtype | None,
                  basis_device: str | torch.device | None, purpose: str) -> KrylovBasis:
     """A basis of ``rows`` rows for ``op``; ValueError naming the remedies if ``memory_budget`` holds fewer."""
-    dtype, device = resolve_storage(op.dtype, op.device, basis_dtype, basis_device)
-    fits = KrylovBasis.rows_within(resolve_budget(memory_budget, device), op.shape[0], dtype)
-    if fits is not None and fits < rows:
+    storage = _storage(op, memory_budget, basis_dtype, basis_device)
+    fits = plan(op.shape[0], rows, **storage)[0]
+    if fits < rows:
         raise ValueError(f"{purpose} stores {rows} vectors of {op.shape[0]} entries, but memory_budget="
-                         f"{memory_budget!r} holds {fits} in {dtype}; raise the budget, store the basis in "
-                         "a lower precision (basis_dtype) or reorthogonalize='none' (no basis kept)")
-    return KrylovBasis(op.shape[0], rows, compute_dtype=op.dtype, compute_device=op.device,
-                       storage_dtype=dtype, storage_device=device)
+                         f"{memory_budget!r} holds {fits} in {storage['storage_dtype']}; raise the budget, store "
+                         "the basis in a lower precision (basis_dtype) or reorthogonalize='none' (no basis kept)")
+    return KrylovBasis(op.shape[0], rows, **storage)
 
 
 def lanczos(op: LinearOperator | Tensor | np.ndarray, *, num_steps: int, start: Tensor | None = None,
@@ -419,7 +427,7 @@ class _Search:
             if krylov.done:
                 if restarts >= self.max_restarts or rows < want + 2 or rows == size - offset:
                     break
-                keep = order[:min(rows - 1, want + (rows - want) // 2)]
+                keep = order[:min(rows - 1, want + (rows - want) // 2)]  # the wanted and half the rest
                 krylov.restart(theta, s, keep)
                 restarts += 1
         self.num_restarts += restarts
@@ -468,15 +476,15 @@ def top_eigenvalues(op: LinearOperator | Tensor | np.ndarray, k: int = 1, *, whi
         max_steps = _validate_steps("max_steps", max_steps) if max_steps is not None else max(200, 20 * k)
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts must be a non-negative integer, got {max_restarts!r}")
-        dtype, device = resolve_storage(op.dtype, op.device, basis_dtype, basis_device)
-        fits = KrylovBasis.rows_within(resolve_budget(memory_budget, device), size, dtype)
-        capacity = min(size, k + max_steps) if fits is None else min(fits, size, k + max_steps)
+        storage = _storage(op, memory_budget, basis_dtype, basis_device)
+        capacity = plan(size, min(size, k + max_steps), **storage)[0]
         if capacity < min(k + 2, size):
-            raise ValueError(f"memory_budget={memory_budget!r} holds {fits} vectors of {size} entries in {dtype}; "
-                             f"top_eigenvalues(k={k}) needs at least {k + 2}: raise the budget or store the basis "
-                             "in a lower precision (basis_dtype)")
-        basis = KrylovBasis(size, capacity, compute_dtype=op.dtype, compute_device=op.device, storage_dtype=dtype,
-                            storage_device=device)
+            raise ValueError(f"memory_budget={memory_budget!r} holds {capacity} vectors of {size} entries in "
+                             f"{storage['storage_dtype']}; top_eigenvalues(k={k}) needs at least {k + 2}: raise the "
+                             "budget or store the basis in a lower precision (basis_dtype)")
+        # the rows a search needs are not known: segments allocated as they fill
+        basis = KrylovBasis(size, capacity, **storage, segment_rows=SEGMENT_BYTES // (
+            size * torch.empty((), dtype=storage["storage_dtype"]).element_size()))
         generator = torch.Generator().manual_seed(int(seed))
         start_matvecs = op.num_matvecs
         num_runs, checked = 0, False
