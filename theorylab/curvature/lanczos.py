@@ -120,15 +120,24 @@ class LanczosDecomposition:
         return count_ghosts(theta, residuals, norm, self.eps)
 
 
+#: entries per chunk of the float64-accumulated reductions (their temporaries stay this small)
+REDUCE_CHUNK = 1 << 22
+
+
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """``a . b`` accumulated in float64 without float64 copies of the vectors (a 0-d tensor)."""
+    """``a . b`` accumulated in float64, a chunk at a time: no float64 copies of the vectors (a 0-d tensor)."""
     if a.dtype == torch.float64:
         return torch.dot(a, b)
-    return torch.sum(a * b, dtype=torch.float64)
+    return torch.stack([torch.sum(a[i:i + REDUCE_CHUNK] * b[i:i + REDUCE_CHUNK], dtype=torch.float64)
+                        for i in range(0, len(a), REDUCE_CHUNK)]).sum()
 
 
 def _norm(w: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(w, dtype=torch.float64)
+    """``||w||`` accumulated in float64, a chunk at a time (a 0-d float64 tensor)."""
+    if w.dtype == torch.float64:
+        return torch.linalg.vector_norm(w)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(w[i:i + REDUCE_CHUNK], dtype=torch.float64)
+                                                 for i in range(0, len(w), REDUCE_CHUNK)]))
 
 
 class _Krylov:
