@@ -73,7 +73,9 @@ class BlockProducts:
         """The ``(k, P)`` products of ``rows``; ``product(block, batched)`` multiplies a ``(b, P)``
         block in one batched pass, or a single row ``(1, P)`` with ``batched=False``."""
         k = rows.shape[0]
-        if k == 1 or self.choice == "loop" or (self.choice is None and k < MEASURE_FROM):
+        if k == 1:
+            return product(rows, False)
+        if self.choice == "loop" or (self.choice is None and k < MEASURE_FROM):
             return self._loop(rows, product)
         if self.choice == "batched":
             try:
