@@ -4,7 +4,8 @@ A Lanczos run of ``m`` steps on an operator of dimension ``P`` keeps its basis
 ``Q = [q_0 .. q_{m-1}]`` to reorthogonalize each new vector against it and to form Ritz vectors
 ``Q s``: ``m P`` numbers, which for a model with 90M parameters is 360 MB per vector in float32,
 more than the model itself after a dozen steps.  :class:`KrylovBasis` holds up to ``capacity``
-such vectors as the rows of one buffer allocated once (no growth by copying):
+such vectors, within a memory budget, as rows of segments allocated as they fill and never moved
+(no growth by copying):
 
 * on the operator's device or another one: on the CPU, pinned, when the operator is on CUDA, so
   that the basis does not compete with the model for GPU memory.  Rows then travel to the GPU a
@@ -14,9 +15,10 @@ such vectors as the rows of one buffer allocated once (no growth by copying):
   three-term recurrence (the current and previous Lanczos vectors, the new product) never leave the
   operator's precision and the tridiagonal matrix is float64, so the rounding of stored rows limits
   only how orthogonal new vectors are kept (to about the unit roundoff ``u`` of the storage) and
-  the accuracy of Ritz vectors (about ``u``); Ritz values, Rayleigh quotients of a basis that is
-  orthogonal to ``u``, are much more accurate (errors of order ``u^2 ||H||``; Simon 1984,
-  "Analysis of the symmetric Lanczos algorithm with reorthogonalization methods").
+  the accuracy of Ritz vectors (about ``u``).  Ritz values are much less affected: a basis
+  orthogonal to about ``u`` still gives a projected matrix close to that of an orthonormal one
+  (Simon 1984, "Analysis of the symmetric Lanczos algorithm with reorthogonalization methods"), and
+  the tests measure eigenvalue errors well below ``u ||H||``.
 
 Projections are block Gram-Schmidt over chunks of rows (Jalby & Philippe 1991, "Stability analysis
 and improvement of the block Gram-Schmidt algorithm"): classical Gram-Schmidt within a chunk,

@@ -464,13 +464,15 @@ def top_eigenvalues(op: LinearOperator | Tensor | np.ndarray, k: int = 1, *, whi
     their multiplicity.  Start vectors are Gaussian, drawn on CPU from ``seed``.
 
     Memory: the basis holds the locked vectors and the vectors of the current run, at most
-    ``max_steps`` of them (default ``max(200, 20 k)``), allocated once.  ``memory_budget`` (bytes,
-    "auto" for half the free memory of the basis device, None for no bound) caps the rows; a run
-    that fills them is restarted thick, keeping its best Ritz vectors, at most ``max_restarts``
-    times.  ``basis_dtype`` (float32, float16, bfloat16) stores the basis in a lower precision:
-    eigenvalues stay accurate (errors of order ``u^2 ||H||``) but Ritz vectors, and residuals
-    below about ``u ||H||``, are limited by the storage roundoff ``u``.  ``basis_device="cpu"`` keeps
-    it off a GPU.  ``progress`` shows a bar (products, run, current worst relative residual).
+    ``max_steps`` of them (default ``max(200, 20 k)``), in segments allocated as they fill and never
+    copied.  ``memory_budget`` (bytes, "auto" for half the free memory of the basis device, None for
+    no bound) caps the rows; a run that fills them is restarted thick, keeping its best Ritz
+    vectors, at most ``max_restarts`` times.  ``basis_dtype`` (float32, float16, bfloat16) stores the
+    basis in a lower precision: Ritz vectors, and the true residuals, are then accurate to about
+    the storage roundoff ``u`` (times ``||H||``), while the eigenvalues are much less affected (errors
+    well below ``u ||H||`` in the tests); the reported residuals are the Lanczos estimates.
+    ``basis_device="cpu"`` keeps the basis off a GPU.  ``progress`` shows a bar (products, run,
+    restarts, current worst relative residual).
     """
     with Stopwatch() as clock:
         op = as_operator(op)
