@@ -29,6 +29,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -146,7 +147,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["1M", "10M"], choices=list(SIZES))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", default=None, help="write the rows to this JSON file (after every task)")
+    parser.add_argument("--json", default=None,
+                        help="write the rows to this JSON file after every task; tasks already there are not rerun")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "TASK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -154,15 +156,22 @@ def main() -> None:
         print(json.dumps(run_task(*args.one)))
         return
     rows: list[dict[str, Any]] = []
+    if args.json and Path(args.json).exists():  # resume: keep the tasks done with these settings
+        saved = json.loads(Path(args.json).read_text())
+        if saved.get("threads") == args.threads and saved.get("torch") == torch.__version__:
+            rows = saved["rows"]
     for size in args.sizes:
         for task in tasks_for(size):
+            if any(r["size"] == size and r["task"] == task for r in rows):
+                continue
             out = subprocess.run([sys.executable, __file__, "--one", size, task, "--threads", str(args.threads)],
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(_table(rows[-1:], args.threads).splitlines()[-1], flush=True)
             if args.json:
                 atomic_write_json(args.json, {"threads": args.threads, "torch": torch.__version__, "rows": rows})
-    print(_table(rows, args.threads))
+    order = {size: i for i, size in enumerate(SIZES)}
+    print(_table(sorted(rows, key=lambda r: order[r["size"]]), args.threads))
 
 
 if __name__ == "__main__":
