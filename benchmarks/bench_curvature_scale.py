@@ -100,9 +100,12 @@ def run_task(size: str, task: str) -> dict[str, Any]:
                    basis_bytes=result.basis_bytes, budget_bytes=budget)
     elif task.startswith("slq"):
         mode = task.split("_")[1]
+        basis_dtype = torch.bfloat16 if task.endswith("bf16") else None
         density = spectral_density(hessian(model, loss, data), num_steps=60, num_probes=2, seed=0,
-                                   reorthogonalize=mode, memory_budget=None if mode == "none" else BUDGET)
-        row.update(reorthogonalize=mode, matvecs=density.num_matvecs, ghosts=density.ghosts.tolist(),
+                                   reorthogonalize=mode, memory_budget=None if mode == "none" else BUDGET,
+                                   basis_dtype=basis_dtype)
+        row.update(reorthogonalize=mode, basis_dtype=str(basis_dtype), matvecs=density.num_matvecs,
+                   ghosts=density.ghosts.tolist(),
                    ritz_range=[density.ritz_min, density.ritz_max], trace_estimate=density.trace_estimate,
                    basis_bytes=density.basis_bytes, reorthogonalized_steps=density.reorthogonalized_steps.tolist())
     else:
@@ -113,12 +116,14 @@ def run_task(size: str, task: str) -> dict[str, Any]:
 
 
 def tasks_for(size: str) -> list[str]:
-    """Full reorthogonalization for SLQ only where its 60 float32 vectors fit the budget."""
-    _, width, _ = SIZES[size]
+    """SLQ without a basis everywhere; with full reorthogonalization where its 60 float32 vectors
+    fit the budget, else partial with a bfloat16 basis where that fits."""
     tasks = ["hvp", "top1"] + (["top1_unbounded"] if size != "90M" else []) + ["slq_none"]
-    model_params = sum(p.numel() for p in CausalLM(*SIZES[size]).parameters())
-    if 60 * model_params * 4 <= BUDGET:
+    params = sum(p.numel() for p in CausalLM(*SIZES[size]).parameters())
+    if 60 * params * 4 <= BUDGET:
         tasks.append("slq_full")
+    elif 60 * params * 2 + params * 4 <= BUDGET:  # bfloat16 rows and one row widened to float32
+        tasks.append("slq_partial_bf16")
     return tasks
 
 
