@@ -133,7 +133,7 @@ def spectral_density(op: LinearOperator | Tensor | np.ndarray, *, num_steps: int
             op, num_steps, memory_budget=memory_budget, basis_dtype=basis_dtype, basis_device=basis_device,
             purpose=f"spectral_density with num_steps={num_steps}")
         generator = torch.Generator().manual_seed(int(seed))
-        probes = rademacher(size, num_probes, generator).T  # (num_probes, P): each probe a contiguous row
+        probes = rademacher(size, num_probes, generator, op.dtype).T  # (num_probes, P): contiguous rows
         start_matvecs = op.num_matvecs
         quadratures, reorthogonalized = [], []
         with bar(num_probes * num_steps, desc="spectral density", unit="product", enabled=progress) as shown:
