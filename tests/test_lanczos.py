@@ -83,6 +83,20 @@ def test_repeated_top_eigenvalue_is_found_with_its_multiplicity():
     assert result.num_runs >= 2
 
 
+def test_without_the_check_run_one_run_is_made_and_checked_says_so():
+    eigenvalues = np.concatenate([np.linspace(0, 1, 96), [2.0] * 4])
+    a = symmetric_matrix(eigenvalues, seed=5)
+    unchecked = top_eigenvalues(a, 2, tol=1e-10, check=False)
+    checked = top_eigenvalues(a, 2, tol=1e-10)
+    # here the one run converges to both copies of 2.0 (rounding gives the second direction a start)
+    np.testing.assert_allclose(unchecked.values, checked.values, atol=1e-9)
+    assert checked.checked and not unchecked.checked
+    assert unchecked.num_runs == 1 < checked.num_runs and unchecked.num_matvecs < checked.num_matvecs
+    assert top_eigenvalues(a, 1, check=False).checked  # one value: a repeat cannot change it
+    with pytest.raises(ValueError, match="check"):
+        top_eigenvalues(a, 2, check="no")
+
+
 def test_all_eigenvalues_when_k_equals_the_dimension():
     a = symmetric_matrix(np.linspace(-1, 2, 12), seed=6)
     result = top_eigenvalues(a, 12, which="SA", tol=1e-10)

@@ -452,7 +452,7 @@ def top_eigenvalues(op: LinearOperator | Tensor | np.ndarray, k: int = 1, *, whi
                     tol: float = 1e-6, max_steps: int | None = None, seed: int = 0,
                     return_vectors: bool = False, memory_budget: MemoryBudget = None,
                     basis_dtype: torch.dtype | None = None, basis_device: str | torch.device | None = None,
-                    max_restarts: int = 50, progress: bool | None = None) -> EigenResult:
+                    max_restarts: int = 50, check: bool = True, progress: bool | None = None) -> EigenResult:
     """The ``k`` extremal eigenvalues of a symmetric operator by Lanczos with locking.
 
     ``which``: "LA" largest algebraic, "SA" smallest algebraic, "LM" largest magnitude.  Each run
@@ -461,7 +461,9 @@ def top_eigenvalues(op: LinearOperator | Tensor | np.ndarray, k: int = 1, *, whi
     ``lambda``: the residual bound for symmetric matrices, Parlett 1998), or at working precision
     (residual ``<= 10 eps ||T||``).  Converged pairs are locked and later runs work in their
     orthogonal complement; for ``k >= 2`` a final check run makes repeated eigenvalues appear with
-    their multiplicity.  Start vectors are Gaussian, drawn on CPU from ``seed``.
+    their multiplicity (``check=False`` skips it, saving its products where the eigenvalues are
+    known to be simple; ``checked`` is then False).  Start vectors are Gaussian, drawn on CPU from
+    ``seed``.
 
     Memory: the basis holds the locked vectors and the vectors of the current run, at most
     ``max_steps`` of them (default ``max(200, 20 k)``), in segments allocated as they fill and never
@@ -487,6 +489,8 @@ def top_eigenvalues(op: LinearOperator | Tensor | np.ndarray, k: int = 1, *, whi
         max_steps = _validate_steps("max_steps", max_steps) if max_steps is not None else max(200, 20 * k)
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts must be a non-negative integer, got {max_restarts!r}")
+        if not isinstance(check, bool):
+            raise ValueError(f"check must be True or False, got {check!r}")
         storage = _storage(op, memory_budget, basis_dtype, basis_device)
         capacity = plan(size, min(size, k + max_steps), **storage)[0]
         if capacity < min(k + 2, size):
@@ -506,6 +510,8 @@ def top_eigenvalues(op: LinearOperator | Tensor | np.ndarray, k: int = 1, *, whi
                 if len(search.locked) >= capacity:  # no room left for a run
                     break
                 checking = len(search.locked) >= k
+                if checking and not check:
+                    break
                 want = 1 if checking else k - len(search.locked)
                 pairs, krylov, s, columns = search.run(gaussian_start(size, generator), want, num_runs + 1)
                 num_runs += 1
