@@ -14,8 +14,10 @@ smoothing each node with a Gaussian of width ``sigma`` gives the density
 ``sum_j tau_j theta_j = v^T H v`` the quadrature also gives Hutchinson's trace estimate
 ``n * mean_v sum_j tau_j theta_j`` for free.
 
-Each probe needs a Lanczos run of ``num_steps``.  With ``reorthogonalize="full"`` (or ``"partial"``)
-its basis is kept, ``num_steps`` vectors (one buffer, reused by every probe); ``"none"`` keeps three
+Each probe needs a Lanczos run of ``num_steps``.  With ``reorthogonalize="partial"`` (the default)
+or ``"full"`` its basis is kept, ``num_steps`` vectors (one buffer, reused by every probe); partial
+reorthogonalization (Simon 1984) orthogonalizes against it only on the steps where orthogonality
+is about to be lost, which keeps the nodes those of full reorthogonalization.  ``"none"`` keeps three
 vectors, so the density of a model of any size fits in memory, and pays in ghosts: copies of
 converged Ritz values that split the weight of one eigenvalue between several nodes (the
 quadrature stays that of a nearby larger matrix, Greenbaum 1989, so the density remains a fair
@@ -111,14 +113,15 @@ def _probe_quadrature(krylov: _Krylov, num_steps: int) -> tuple[np.ndarray, np.n
 
 
 def spectral_density(op: LinearOperator | Tensor | np.ndarray, *, num_steps: int = 100, num_probes: int = 5,
-                     seed: int = 0, reorthogonalize: Reorthogonalize = "full", memory_budget: MemoryBudget = None,
+                     seed: int = 0, reorthogonalize: Reorthogonalize = "partial", memory_budget: MemoryBudget = None,
                      basis_dtype: torch.dtype | None = None, basis_device: str | torch.device | None = None,
                      progress: bool | None = None) -> SpectralDensity:
     """SLQ with ``num_probes`` Rademacher probes (drawn on CPU from ``seed``) and ``num_steps`` Lanczos steps each.
 
     ``num_steps`` is capped at the dimension.  Uses ``num_probes * num_steps`` products at most.
-    ``reorthogonalize``: "full" (the default), "partial" (the same nodes for a fraction of the
-    work) or "none" (no basis kept; ghosts reported).  The basis of "full" and "partial" holds
+    ``reorthogonalize``: "partial" (the default: the nodes of full reorthogonalization, to about
+    ``sqrt(eps)`` relative, for a fraction of its work), "full" or "none" (no basis kept; ghosts
+    reported).  The basis of "full" and "partial" holds
     ``num_steps`` vectors and must fit ``memory_budget`` (bytes, "auto", None for no bound);
     ``basis_dtype``/``basis_device`` store it in a lower precision or on the CPU, as in
     :func:`~theorylab.curvature.lanczos.lanczos`.  ``progress`` shows a bar (products, probe).
