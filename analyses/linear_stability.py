@@ -18,7 +18,8 @@ from theorylab.curvature import hessian, top_eigenvalues, trace
 from theorylab.data import teacher_student
 from theorylab.models import MLP
 from theorylab.plotting import PREDICTED, new_figure
-from theorylab.train import mean_loss, train
+from theorylab.metrics import mean_loss
+from theorylab.train import train
 
 
 def _curvature(model: nn.Module, loss_fn: nn.Module, data: tuple, *, exact: bool, seed: int) -> tuple[float, float]:

@@ -26,7 +26,8 @@ from theorylab.data import load_digits
 from theorylab.models import MLP
 from theorylab.sweep import grid, sweep
 from theorylab.sweep.store import Store, run_key
-from theorylab.train import accuracy, train
+from theorylab.metrics import accuracy
+from theorylab.train import train
 
 
 def train_digits(config: dict) -> dict:

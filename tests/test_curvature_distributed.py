@@ -1,4 +1,6 @@
-"""Sharded data over 2 gloo processes on CPU gives the single-process full-data operator, estimates and NTK."""
+"""Sharded data over 2 gloo processes on CPU gives the single-process full-data operator, estimates, NTK and
+analyzers."""
+import os
 import socket
 
 import numpy as np
@@ -10,7 +12,11 @@ from torch import nn
 
 from theorylab.batches import iter_batches
 from theorylab.curvature import ggn, hessian, spectral_density, top_eigenvalues, trace
+from theorylab.gradients import gradient_statistics
 from theorylab.kernels import empirical_ntk
+from theorylab.metrics import accuracy, mean_loss
+from theorylab.representations import dormant_ratio
+from theorylab.sharpness import adaptive_sharpness, average_sharpness, lambda_max, sam_sharpness
 
 
 def _problem():
@@ -44,6 +50,22 @@ def _measure(model, loss, data, cross, group=None):
         "top": top_eigenvalues(h, 2, tol=1e-10).values,
         "trace": np.array([trace(h, num_probes=12, method="hutch++", seed=3).estimate]),
         "slq": spectral_density(h, num_steps=6, num_probes=2, seed=4).nodes,
+        **_analyzers(model, loss, data, group),
+    }
+
+
+def _analyzers(model, loss, data, group):
+    """Analyzers of the data (sums over batches and ranks): each rank gets the numbers of all the data."""
+    stats = gradient_statistics(model, loss, data, chunk_size=3, process_group=group)
+    return {
+        "lambda_max": np.array([lambda_max(model, loss, data, tol=1e-10, process_group=group).value]),
+        "sam": np.array([sam_sharpness(model, loss, data, rho=0.05, process_group=group).value]),
+        "average": np.array([average_sharpness(model, loss, data, rho=0.05, num_draws=4, process_group=group).value]),
+        "adaptive": np.array([adaptive_sharpness(model, loss, data, rho=0.05, steps=2, process_group=group).value]),
+        "loss": np.array([mean_loss(model, loss, data, process_group=group),
+                          accuracy(model, data, process_group=group)]),
+        "gradients": np.array([stats.coherence, stats.trace_cov, stats.grad_norm_sq, stats.num_examples]),
+        "dormant": dormant_ratio(model, data, layers="1", tau=0.9, process_group=group).scores["1"],
     }
 
 
@@ -52,9 +74,11 @@ def _worker(rank, port, path):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         model, loss, _, shards = _problem()
-        np.savez(f"{path}/rank{rank}.npz", **_measure(model, loss, shards[rank], _cross_inputs(shards[rank]),
-                                                          dist.group.WORLD))
+        measured = _measure(model, loss, shards[rank], _cross_inputs(shards[rank]), dist.group.WORLD)
+        np.savez(f"{path}/rank{rank}.partial.npz", **measured)
+        os.replace(f"{path}/rank{rank}.partial.npz", f"{path}/rank{rank}.npz")  # complete, or absent
     finally:
+        dist.barrier()  # no rank tears the group down while another still exchanges data with it
         dist.destroy_process_group()
 
 
@@ -66,7 +90,13 @@ def _free_port():
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 def test_two_gloo_ranks_equal_a_single_process_on_all_data(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    try:
+        mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    except mp.ProcessExitedException as exc:
+        # gloo aborts now and then while the process exits, after every rank has passed the final barrier
+        # (about 1 run in 20 on a loaded 2-core machine); the results are complete only if the work finished
+        if exc.signal_name != "SIGABRT" or not all((tmp_path / f"rank{r}.npz").exists() for r in range(2)):
+            raise
     model, loss, full, shards = _problem()
     single = _measure(model, loss, full, torch.cat([_cross_inputs(shard) for shard in shards]))
     for rank in range(2):

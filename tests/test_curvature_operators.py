@@ -212,8 +212,8 @@ def test_bad_input_gets_clear_errors():
         hessian(model, ce, (x, y), dtype=torch.int64)
     with pytest.raises(ValueError, match="length 35"):
         hessian(model, ce, (x, y)) @ torch.ones(5)
-    with pytest.raises(ValueError, match="must return a tensor"):
-        ggn(_TupleModel(), ce, (x, y))
+    with pytest.raises(ValueError, match="holds no tensor theorylab can use"):
+        ggn(_DictModel(), ce, (x, y))
     with pytest.raises(ValueError, match="square"):
         DenseOperator(torch.ones(3, 4))
     with pytest.raises(ValueError, match="not symmetric"):
@@ -222,13 +222,13 @@ def test_bad_input_gets_clear_errors():
         as_operator([[1.0]])
 
 
-class _TupleModel(nn.Module):
+class _DictModel(nn.Module):
     def __init__(self):
         super().__init__()
         self.lin = nn.Linear(4, 3).double()
 
     def forward(self, x):
-        return self.lin(x), x
+        return {"scores": self.lin(x)}
 
 
 def _snapshot(model):

@@ -80,7 +80,8 @@ def test_random_features_peak_and_optimisation():
 def test_stacked_mlps_equal_networks_trained_alone_by_the_training_loop():
     from theorylab.data import load_digits, with_label_noise
     from theorylab.models import MLP
-    from theorylab.train import accuracy, train
+    from theorylab.metrics import accuracy
+    from theorylab.train import train
 
     cfg = {"model_size": 12, "sample_size": 120, "label_noise": 0.2, "steps": 40, "lr": 0.01, "seed": 3,
            "loss": "mse", "members": 3}

@@ -102,8 +102,8 @@ def test_average_sharpness_converges_to_half_rho_squared_weighted_trace():
     model, data, w, _, hess = quadratic(False)
     rho = 0.1
     expected = 0.5 * rho ** 2 * float((w ** 2 * torch.diagonal(hess)).sum())   # c = |w|
-    small = average_sharpness(model, nn.MSELoss(), data, rho=rho, num_samples=100, seed=0)
-    large = average_sharpness(model, nn.MSELoss(), data, rho=rho, num_samples=6400, seed=1)
+    small = average_sharpness(model, nn.MSELoss(), data, rho=rho, num_draws=100, seed=0)
+    large = average_sharpness(model, nn.MSELoss(), data, rho=rho, num_draws=6400, seed=1)
     for r in (small, large):
         assert abs(r.value - expected) <= 4 * r.stderr
     assert 6.0 <= small.stderr / large.stderr <= 10.0                       # 1/sqrt(n): ratio 8
@@ -141,9 +141,9 @@ def test_declared_subset_and_mode_and_no_side_effects():
     state = {k: v.clone() for k, v in model.state_dict().items()}
     grads = [p.grad.clone() for p in model.parameters()]
     rng = torch.get_rng_state()
-    full = average_sharpness(model, nn.MSELoss(), data, rho=0.1, num_samples=10)
-    first = average_sharpness(model, nn.MSELoss(), (data[0][:10], data[1][:10]), rho=0.1, num_samples=10)
-    sub = average_sharpness(model, nn.MSELoss(), data, rho=0.1, num_samples=10, subset=10)
+    full = average_sharpness(model, nn.MSELoss(), data, rho=0.1, num_draws=10)
+    first = average_sharpness(model, nn.MSELoss(), (data[0][:10], data[1][:10]), rho=0.1, num_draws=10)
+    sub = average_sharpness(model, nn.MSELoss(), data, rho=0.1, num_draws=10, subset=10)
     assert sub.value == pytest.approx(first.value, rel=1e-12) and sub.num_samples == 10
     assert full.num_samples == N and full.mode == "eval"
     adaptive_sharpness(model, nn.MSELoss(), data, rho=0.1, steps=3)
@@ -185,3 +185,22 @@ def test_sharpness_monitor_records_lambda_max_and_ratio():
     top = float(torch.linalg.eigvalsh(hess)[-1])          # the Hessian of a quadratic never changes
     np.testing.assert_allclose(run.monitors["sharpness.lambda_max"], top, rtol=1e-8)
     np.testing.assert_allclose(run.monitors["sharpness.stability_ratio"], 0.05 * top / 2, rtol=1e-8)
+
+
+def test_train_mode_sharpness_sees_one_dropout_mask_so_it_vanishes_as_rho_goes_to_zero():
+    """L(w + delta) and L(w) are evaluated with the same dropout masks, so at rho -> 0 the gap is the
+    first-order term of one fixed function, at most rho ||c g|| (different masks would add ~1e-2)."""
+    from theorylab.functional import ModelFunction
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(P, 16), nn.Dropout(0.5), nn.Tanh(), nn.Linear(16, 1)).double()
+    _, data, _, _, _ = quadratic(False)
+    rho = 1e-7
+    fn = ModelFunction(model, nn.MSELoss(), data, mode="train")  # the masks every analyzer below sees
+    g = fn.gradient()
+    g_norm = math.sqrt(sum(float(t.pow(2).sum()) for t in g))
+    cg_norm = math.sqrt(sum(float((t * w.detach().abs()).pow(2).sum()) for t, w in zip(g, model.parameters())))
+    sam = sam_sharpness(model, nn.MSELoss(), data, rho=rho, mode="train").value
+    assert sam == pytest.approx(rho * g_norm, rel=1e-4)
+    assert abs(average_sharpness(model, nn.MSELoss(), data, rho=rho, mode="train", num_draws=5).value) < rho * cg_norm
+    assert 0 < adaptive_sharpness(model, nn.MSELoss(), data, rho=rho, mode="train", steps=3).value <= rho * cg_norm * 1.0001

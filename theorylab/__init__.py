@@ -8,7 +8,9 @@ The public API, grouped (names load on first use, so ``import theorylab`` stays 
   :func:`kernel_distance`, :func:`lambda_max`, :func:`sam_sharpness`, :func:`adaptive_sharpness`,
   :func:`average_sharpness`, :func:`neural_collapse`, :func:`model_collapse`, :func:`gradient_statistics`,
   :func:`gradient_noise_scale`, :func:`per_example_gradients`, :func:`activation_ranks`, :func:`dormant_ratio`,
-  :func:`weight_spectrum`, :func:`mp_fit`;
+  :func:`weight_spectrum`, :func:`mp_fit`, :func:`mean_loss`, :func:`accuracy` (every one declared with
+  :func:`theorylab.analyzer.analyzer`);
+* model adapters: :func:`causal_lm_loss`, :func:`token_cross_entropy`, :func:`last_token`;
 * fits: :func:`fit` (scaling laws), :func:`fit_rate` (polynomial vs exponential convergence),
   :func:`double_descent`;
 * theory: the closed-form predictions live in :mod:`theorylab.theory`;
@@ -37,6 +39,9 @@ _API: dict[str, str] = {
     **dict.fromkeys(["gradient_statistics", "gradient_noise_scale", "per_example_gradients"], "theorylab.gradients"),
     **dict.fromkeys(["activation_ranks", "dormant_ratio", "weight_spectrum"], "theorylab.representations"),
     "mp_fit": "theorylab.spectra",
+    **dict.fromkeys(["mean_loss", "accuracy"], "theorylab.metrics"),
+    # model adapters
+    **dict.fromkeys(["causal_lm_loss", "token_cross_entropy", "last_token"], "theorylab.adapters"),
     # fits
     "fit": "theorylab.fits",
     "fit_rate": "theorylab.rates",

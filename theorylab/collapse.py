@@ -41,9 +41,11 @@ import torch
 from torch import Tensor, nn
 
 from theorylab._state import Mode
+from theorylab.adapters import OutputFn
+from theorylab.analyzer import analyzer
 from theorylab.batches import Data
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
-from theorylab.provenance import Stopwatch, make_meta
+from theorylab.provenance import make_meta
 from theorylab.representations import LayerSpec, Site, resolve_layers, stream_activations
 from theorylab.results import Result, result_class
 
@@ -265,7 +267,7 @@ def _cosines(vectors: Tensor) -> Tensor:
 
 
 def _collapse(batches: Callable[[], Iterator[_FeatureBatch]], *, num_classes: int | None,
-              weight: Tensor | None, bias: Tensor | None) -> CollapseResult:
+              weight: Tensor | None, bias: Tensor | None, meta: dict[str, Any]) -> CollapseResult:
     """Run both passes over ``batches()`` (called twice) for one feature set."""
     first = _MeansPass(num_classes)
     for h, y, _ in batches():
@@ -273,7 +275,7 @@ def _collapse(batches: Callable[[], Iterator[_FeatureBatch]], *, num_classes: in
     second = _ScatterPass(*first.finish(), weight, bias)
     for h, y, decision in batches():
         second.add(h, y, decision)
-    return second.finish({})
+    return second.finish(meta)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,10 +313,7 @@ def neural_collapse(features: Tensor | Iterable[tuple[Tensor, Tensor]], labels: 
                 if not (isinstance(item, (tuple, list)) and len(item) == 2):
                     raise ValueError("each streamed item must be a (features, labels) pair")
                 yield item[0], item[1], None
-    with Stopwatch() as watch:
-        result = _collapse(batches, num_classes=num_classes, weight=weight, bias=bias)
-    object.__setattr__(result, "meta", make_meta(dtype=torch.float64, wall_time_s=round(watch.seconds, 4)))
-    return result
+    return _collapse(batches, num_classes=num_classes, weight=weight, bias=bias, meta=make_meta(dtype=torch.float64))
 
 
 def _classifier_of(model: nn.Module, classifier: LayerSpec | None) -> tuple[Tensor | None, Tensor | None]:
@@ -328,19 +327,21 @@ def _classifier_of(model: nn.Module, classifier: LayerSpec | None) -> tuple[Tens
     scale = float(getattr(module, "multiplier", 1.0))
     bias = getattr(module, "bias", None)
     bias = bias * float(getattr(module, "bias_multiplier", 1.0)) if isinstance(bias, Tensor) else None
-    return (scale * weight).detach(), bias.detach() if bias is not None else None
+    return _check_classifier((scale * weight).detach(), bias.detach() if bias is not None else None)
 
 
+@analyzer
 def model_collapse(model: nn.Module, data: Data, *, layer: LayerSpec | None = None, site: Site = "input",
-                   classifier: LayerSpec | None = None, num_classes: int | None = None,
-                   mode: Mode = "eval") -> CollapseResult:
+                   classifier: LayerSpec | None = None, num_classes: int | None = None, mode: Mode = "eval",
+                   dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+                   output: OutputFn | None = None) -> CollapseResult:
     """NC1-NC4 of the features a model computes, streamed over ``data`` (two forward passes).
 
-    The features are the ``site`` ("input" or "output") of ``layer``; by default the input of
-    ``classifier`` (the penultimate features).  With ``classifier`` (a module name or module with
-    a 2-D ``weight``) the classifier measures use its weight (times its ``multiplier`` if it has
-    one) and NC4 compares the *network's* decision ``argmax(model(x))`` with the nearest class
-    mean.  Hooks are removed and the model left as it was.
+    The features are the ``site`` ("input" or "output") of ``layer``, one flattened vector per
+    sample; by default the input of ``classifier`` (the penultimate features).  With ``classifier``
+    (a module name or module with a 2-D ``weight``) the classifier measures use its weight (times its
+    ``multiplier`` if it has one) and NC4 compares the *network's* decision ``argmax(model(x))`` with
+    the nearest class mean.  Hooks are removed and the model left as it was.
     """
     if layer is None and classifier is None:
         raise ValueError("name the feature layer, the classifier, or both")
@@ -349,38 +350,46 @@ def model_collapse(model: nn.Module, data: Data, *, layer: LayerSpec | None = No
     (name,) = layers
 
     def batches() -> Iterator[_FeatureBatch]:
-        for acts, y, out in stream_activations(model, data, layers, site=site, mode=mode):
+        for acts, y, out in stream_activations(model, data, layers, site=site, mode=mode, dtype=dtype, device=device,
+                                               output=output):
+            if y is None:
+                raise ValueError("neural collapse needs class labels: the batches hold no targets")
             decision = out.argmax(dim=1) if classifier is not None and out.dim() == 2 else None
             yield acts[name], y, decision
 
-    with Stopwatch() as watch:
-        result = _collapse(batches, num_classes=num_classes, weight=weight, bias=bias)
-    object.__setattr__(result, "meta", make_meta(dtype=torch.float64, layer=name, site=site, mode=mode,
-                                                 wall_time_s=round(watch.seconds, 4)))
-    return result
+    return _collapse(batches, num_classes=num_classes, weight=weight, bias=bias,
+                     meta={"dtype": torch.float64, "layer": name, "site": site})
 
 
+@analyzer
 def layerwise_collapse(model: nn.Module, data: Data, *, layers: Sequence[LayerSpec], site: Site = "output",
-                       num_classes: int | None = None, mode: Mode = "eval") -> LayerCollapse:
+                       num_classes: int | None = None, mode: Mode = "eval", dtype: torch.dtype | None = None,
+                       device: str | torch.device | None = None, output: OutputFn | None = None) -> LayerCollapse:
     """NC1 of the features at each of ``layers`` (NC1 through depth), streamed: two forward passes
     over ``data`` serve every layer, memory ``O(C d)`` per layer."""
     chosen = resolve_layers(model, layers)
-    with Stopwatch() as watch:
-        first = {name: _MeansPass(num_classes) for name in chosen}
-        for acts, y, _ in stream_activations(model, data, chosen, site=site, mode=mode):
-            for name, h in acts.items():
-                first[name].add(h, y)
-        second = {name: _ScatterPass(*first[name].finish(), None, None) for name in chosen}
-        for acts, y, _ in stream_activations(model, data, chosen, site=site, mode=mode):
-            for name, h in acts.items():
-                second[name].add(h, y, None)
-        results = {name: second[name].finish(make_meta(dtype=torch.float64, layer=name)) for name in chosen}
+
+    def stream() -> Iterator[tuple[dict[str, Tensor], Tensor]]:
+        for acts, y, _ in stream_activations(model, data, chosen, site=site, mode=mode, dtype=dtype, device=device,
+                                             output=output):
+            if y is None:
+                raise ValueError("neural collapse needs class labels: the batches hold no targets")
+            yield acts, y
+
+    first = {name: _MeansPass(num_classes) for name in chosen}
+    for acts, y in stream():
+        for name, h in acts.items():
+            first[name].add(h, y)
+    second = {name: _ScatterPass(*first[name].finish(), None, None) for name in chosen}
+    for acts, y in stream():
+        for name, h in acts.items():
+            second[name].add(h, y, None)
+    results = {name: second[name].finish(make_meta(dtype=torch.float64, layer=name)) for name in chosen}
     names = list(chosen)
     return LayerCollapse(layers=names, nc1=np.array([results[n].nc1 for n in names]),
                          nc1_trace_ratio=np.array([results[n].nc1_trace_ratio for n in names]),
                          etf_distance_means=np.array([results[n].etf_distance_means for n in names]),
-                         results=results, meta=make_meta(dtype=torch.float64, site=site, mode=mode,
-                                                         wall_time_s=round(watch.seconds, 4)))
+                         results=results, meta={"dtype": torch.float64, "site": site})
 
 
 # ---------------------------------------------------------------------------------------------

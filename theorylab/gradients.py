@@ -20,7 +20,8 @@ Notation: ``g_i`` the gradient of example ``i``'s loss, ``m`` examples, ``gbar =
 * **Distance from initialisation** ``||w_t - w_0||`` (Hoffer, Hubara & Soudry 2017, "Train longer,
   generalize better", NeurIPS: it grows like ``log t``).
 
-Per-example gradients use ``torch.func`` (``vmap`` over ``grad`` of a ``functional_call``), in chunks;
+Per-example gradients use ``torch.func`` (``vmap`` over ``grad``, through :mod:`theorylab.functional`,
+which falls back to a loop over examples for modules vmap cannot batch, such as ``nn.GRU``), in chunks;
 the statistics over a data set are streaming sums, so memory is ``O(P)`` plus one chunk.
 """
 from __future__ import annotations
@@ -32,14 +33,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
 
 from theorylab._params import ParamSpec, select_parameters
-from theorylab._state import Mode, preserved
-from theorylab.batches import Batch, Data, batch_size as size_of, iter_batches, move_batch
-from theorylab.devices import device_of
+from theorylab._state import Mode
+from theorylab.adapters import OutputFn
+from theorylab.analyzer import analyzer
+from theorylab.batches import Batch, Data, batch_size, slice_batch
+from theorylab.functional import ModelFunction
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
-from theorylab.provenance import Stopwatch, make_meta
 from theorylab.representations import RankResult, _ranks_from_singular_values
 from theorylab.results import Result, result_class
 
@@ -50,66 +51,39 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 # Per-example gradients
 # ---------------------------------------------------------------------------------------------
 def _check_chunk(chunk_size: int) -> None:
-    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
 
 
-def _per_example_fn(model: nn.Module, loss_fn: LossFn, names: list[str]) -> Callable[..., list[Tensor]]:
-    """``f(params, x, y) -> [(n, p_k)]``: per-example gradients of ``loss_fn(model(x_i), y_i)`` per parameter."""
-    state = {**{n: p.detach() for n, p in model.named_parameters()}, **dict(model.named_buffers())}
-
-    def loss_one(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-        out = functional_call(model, {**state, **params}, (x.unsqueeze(0),))
-        loss = loss_fn(out, y.unsqueeze(0))
-        if loss.dim() != 0:
-            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
-        return loss
-
-    per_example = vmap(grad(loss_one), in_dims=(None, 0, 0))
-
-    def per_parameter(params: dict[str, Tensor], x: Tensor, y: Tensor) -> list[Tensor]:
-        grads = per_example(params, x, y)
-        return [grads[n].reshape(len(x), -1) for n in names]
-
-    return per_parameter
-
-
-def _stream_per_example(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec, chunk_size: int,
-                        mode: Mode) -> Iterator[tuple[list[Tensor], Tensor]]:
-    """Yield ``([per-example gradients (n, p_k) of each parameter], targets)`` chunk by chunk.
-
-    The model is evaluated functionally (its parameters, ``.grad`` and buffers are never written)
-    inside :func:`preserved`.
-    """
+def _stream_per_example(fn: ModelFunction, chunk_size: int) -> Iterator[tuple[list[Tensor], Tensor]]:
+    """Yield ``([per-example gradients (n, p_k) of each parameter], targets)`` chunk by chunk."""
     _check_chunk(chunk_size)
-    chosen = select_parameters(model, params)
-    names = list(chosen)
-    device = device_of(model)
-    with preserved(model, mode=mode):
-        fn = _per_example_fn(model, loss_fn, names)
-        detached = {n: p.detach() for n, p in chosen.items()}
-        for batch in iter_batches(data):
-            x, y = move_batch(batch, device)
-            if not isinstance(x, Tensor):
-                raise ValueError("per-example gradients need tensor inputs (not a tuple of tensors)")
-            for start in range(0, size_of(batch), chunk_size):
-                chunk = slice(start, start + chunk_size)
-                yield fn(detached, x[chunk], y[chunk]), y[chunk]
+    with fn.evaluating():
+        for batch in fn.batches():
+            for start in range(0, batch_size(batch), chunk_size):
+                chunk = slice_batch(batch, slice(start, start + chunk_size))
+                yield fn.per_example_gradients(chunk), fn.targets(chunk)
 
 
+def _function(model: nn.Module, loss_fn: LossFn, data: Data, params: ParamSpec, mode: Mode,
+              dtype: torch.dtype | None, device: str | torch.device | None, output: OutputFn | None,
+              process_group: Any = None) -> ModelFunction:
+    return ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device, output=output,
+                         process_group=process_group)
+
+
+@analyzer
 def per_example_gradients(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
-                          chunk_size: int = 256, mode: Mode = "eval") -> Tensor:
+                          chunk_size: int = 256, mode: Mode = "eval", dtype: torch.dtype | None = None,
+                          device: str | torch.device | None = None, output: OutputFn | None = None) -> Tensor:
     """The ``(N, P)`` matrix of per-example gradients ``g_i = grad loss_fn(model(x_i), y_i)``.
 
     Columns follow the order of :func:`theorylab._params.select_parameters` (each parameter
     flattened).  ``loss_fn`` is the usual batch-mean loss, evaluated on one example at a time.
     Memory is ``N x P``: for statistics over large data use :func:`gradient_statistics`.
     """
-    parts = [torch.cat(g, dim=1) for g, _ in _stream_per_example(model, loss_fn, data, params=params,
-                                                                  chunk_size=chunk_size, mode=mode)]
-    if not parts:
-        raise ValueError("data is empty: it holds no samples")
-    return torch.cat(parts)
+    fn = _function(model, loss_fn, data, params, mode, dtype, device, output)
+    return torch.cat([torch.cat(g, dim=1) for g, _ in _stream_per_example(fn, chunk_size)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,6 +147,13 @@ class _Sums:
                 self.squares.append(column_sq)
         self.count += len(grads[0]) if grads else 0
 
+    def summed_over_ranks(self, fn: ModelFunction) -> "_Sums":
+        """The sums over every rank of ``fn``'s process group (itself without one)."""
+        self.total = [fn.sum_over_ranks(t) for t in self.total]
+        self.squares = [fn.sum_over_ranks(t) for t in self.squares]
+        self.count = int(fn.count_over_ranks(self.count, data=fn.data))
+        return self
+
     @property
     def norms_sq(self) -> float:
         return float(sum(float(sq.sum()) for sq in self.squares))
@@ -207,22 +188,24 @@ def _statistics_from_sums(sums: _Sums, names: list[str], sizes: list[int], meta:
                               trace_cov=trace_cov, noise_scale=noise, snr_by_parameter=snr, meta=meta)
 
 
+@analyzer
 def gradient_statistics(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
-                        chunk_size: int = 256, mode: Mode = "eval") -> GradientStatistics:
+                        chunk_size: int = 256, mode: Mode = "eval", dtype: torch.dtype | None = None,
+                        device: str | torch.device | None = None, output: OutputFn | None = None,
+                        process_group: Any = None) -> GradientStatistics:
     """m-coherence, diversity, ``B_simple`` and GSNR over all examples of ``data`` with O(P) memory.
 
     Per-example gradients are computed ``chunk_size`` at a time and folded into running sums
-    (``sum g``, ``sum g^2`` entrywise and ``sum ||g||^2``), then discarded.
+    (``sum g``, ``sum g^2`` entrywise and ``sum ||g||^2``), then discarded; with ``process_group``
+    the sums of every rank's shard are added, so each rank gets the statistics of all examples.
     """
-    chosen = select_parameters(model, params)
+    fn = _function(model, loss_fn, data, params, mode, dtype, device, output, process_group)
     sums = _Sums()
-    with Stopwatch() as watch:
-        for g, _ in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode):
-            sums.add(g)
-    if sums.count == 0:
-        raise ValueError("data is empty: it holds no samples")
-    meta = make_meta(dtype=torch.float64, mode=mode, num_gradients=sums.count, wall_time_s=round(watch.seconds, 4))
-    return _statistics_from_sums(sums, list(chosen), [p.numel() for p in chosen.values()], meta)
+    for g, _ in _stream_per_example(fn, chunk_size):
+        sums.add(g)
+    sums.summed_over_ranks(fn)
+    return _statistics_from_sums(sums, fn.names, [math.prod(s) for s in fn.shapes],
+                                 {"dtype": torch.float64, "num_gradients": sums.count})
 
 
 def coherence(gradients: Tensor) -> float:
@@ -238,24 +221,24 @@ def coherence(gradients: Tensor) -> float:
     return float(g.sum(0).pow(2).sum()) / denominator
 
 
+@analyzer
 def per_parameter_snr(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
-                      chunk_size: int = 256, mode: Mode = "eval") -> dict[str, Tensor]:
+                      chunk_size: int = 256, mode: Mode = "eval", dtype: torch.dtype | None = None,
+                      device: str | torch.device | None = None, output: OutputFn | None = None,
+                      process_group: Any = None) -> dict[str, Tensor]:
     """GSNR ``gbar_j^2 / var_j`` of every parameter entry, shaped like the parameters (inf where var = 0)."""
-    chosen = select_parameters(model, params)
+    fn = _function(model, loss_fn, data, params, mode, dtype, device, output, process_group)
     sums = _Sums()
-    for g, _ in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode):
+    for g, _ in _stream_per_example(fn, chunk_size):
         sums.add(g)
+    sums.summed_over_ranks(fn)
     if sums.count < 2:
         raise ValueError(f"GSNR needs at least 2 examples, got {sums.count}")
     m = sums.count
     mean = torch.cat(sums.total) / m
     var = ((torch.cat(sums.squares) / m - mean.pow(2)) * m / (m - 1)).clamp_min(0)
     ratio = mean.pow(2) / var
-    out, offset = {}, 0
-    for name, p in chosen.items():
-        out[name] = ratio[offset:offset + p.numel()].reshape(p.shape)
-        offset += p.numel()
-    return out
+    return dict(zip(fn.names, fn.split(ratio)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,58 +274,39 @@ class NoiseScale(Result):
         return ax
 
 
-def _small_batch_gradients(model: nn.Module, loss_fn: LossFn, names: list[str]) -> Callable[..., Tensor]:
-    """``f(params, xs, ys) -> (k, P)``: the gradient of the mean loss of each of ``k`` batches (vmapped)."""
-    state = {**{n: p.detach() for n, p in model.named_parameters()}, **dict(model.named_buffers())}
-
-    def loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-        return loss_fn(functional_call(model, {**state, **params}, (x,)), y)
-
-    per_batch = vmap(grad(loss), in_dims=(None, 0, 0))
-
-    def flat(params: dict[str, Tensor], xs: Tensor, ys: Tensor) -> Tensor:
-        grads = per_batch(params, xs, ys)
-        return torch.cat([grads[n].reshape(len(xs), -1) for n in names], dim=1).to(torch.float64)
-
-    return flat
-
-
+@analyzer
 def gradient_noise_scale(model: nn.Module, loss_fn: LossFn, data: Batch, *, small_batch: int, big_batch: int,
                          num_pairs: int = 20, replacement: bool = True, params: ParamSpec = None,
-                         seed: int = 0, mode: Mode = "eval") -> NoiseScale:
+                         seed: int = 0, mode: Mode = "eval", dtype: torch.dtype | None = None,
+                         device: str | torch.device | None = None, output: OutputFn | None = None) -> NoiseScale:
     """The simple noise scale from pairs of batch sizes ``b = small_batch < B = big_batch``.
 
-    Each pair draws ``B`` examples of ``data`` (one ``(x, y)`` batch; i.i.d. with ``replacement``,
-    which makes the estimates unbiased for the data's own distribution), splits them into
-    ``B/b`` small batches, and forms ``|G_B|^2`` and the average ``|G_b|^2`` of the small batches.
-    Indices come from a CPU generator seeded by ``seed``.
+    Each pair draws ``B`` examples of ``data`` (one batch; i.i.d. with ``replacement``, which makes
+    the estimates unbiased for the data's own distribution), splits them into ``B/b`` small
+    batches, and forms ``|G_B|^2`` and the average ``|G_b|^2`` of the small batches.  Indices come
+    from a CPU generator seeded by ``seed``.
     """
     if not (isinstance(small_batch, int) and isinstance(big_batch, int) and 1 <= small_batch < big_batch):
         raise ValueError(f"need integers 1 <= small_batch < big_batch, got {small_batch}, {big_batch}")
     if big_batch % small_batch:
         raise ValueError(f"big_batch ({big_batch}) must be a multiple of small_batch ({small_batch})")
-    if num_pairs < 1:
-        raise ValueError(f"num_pairs must be >= 1, got {num_pairs}")
-    batches = list(iter_batches(data))
-    if len(batches) != 1:
-        raise ValueError("gradient_noise_scale samples from one (inputs, targets) batch; concatenate the data")
-    x_all, y_all = move_batch(batches[0], device_of(model))
-    n = len(y_all)
+    if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
+        raise ValueError(f"num_pairs must be an integer >= 1, got {num_pairs!r}")
+    fn = _function(model, loss_fn, data, params, mode, dtype, device, output)
+    if not fn.single_batch:
+        raise ValueError("gradient_noise_scale samples from one batch; concatenate the data")
+    (everything,) = fn.batches()
+    n = batch_size(everything)
     if not replacement and big_batch > n:
         raise ValueError(f"big_batch={big_batch} exceeds the {n} examples (sampling without replacement)")
-    chosen = select_parameters(model, params)
     generator = torch.Generator().manual_seed(seed)
-    k = big_batch // small_batch
     g2_pairs, tr_pairs = [], []
-    with Stopwatch() as watch, preserved(model, mode=mode):
-        batch_gradients = _small_batch_gradients(model, loss_fn, list(chosen))
-        detached = {nm: p.detach() for nm, p in chosen.items()}
+    with fn.evaluating():
         for _ in range(num_pairs):
             idx = (torch.randint(n, (big_batch,), generator=generator) if replacement
-                   else torch.randperm(n, generator=generator)[:big_batch]).to(y_all.device)
-            xs, ys = x_all[idx], y_all[idx]
-            small = batch_gradients(detached, xs.reshape(k, small_batch, *xs.shape[1:]),
-                                    ys.reshape(k, small_batch, *ys.shape[1:]))  # (k, P)
+                   else torch.randperm(n, generator=generator)[:big_batch]).to(fn.device)
+            small = torch.cat(fn.group_gradients(slice_batch(everything, idx), small_batch), dim=1)
+            small = small.to(torch.float64)  # (k, P): the gradient of each small batch
             big_sq = float(small.mean(0).pow(2).sum())  # G_B is the mean of its small batches
             small_sq = float(small.pow(2).sum(1).mean())
             g2_pairs.append((big_batch * big_sq - small_batch * small_sq) / (big_batch - small_batch))
@@ -356,9 +320,8 @@ def gradient_noise_scale(model: nn.Module, loss_fn: LossFn, data: Batch, *, smal
               if num_pairs > 1 and math.isfinite(b) else math.nan)
     return NoiseScale(b_simple=b, b_simple_stderr=stderr, grad_norm_sq=g2_mean, trace_cov=tr_mean,
                       small_batch=small_batch, big_batch=big_batch, num_pairs=num_pairs, pair_grad_norm_sq=g2,
-                      pair_trace_cov=tr, meta=make_meta(seed=seed, mode=mode, dtype=torch.float64,
-                                                        num_gradients=num_pairs * k,
-                                                        wall_time_s=round(watch.seconds, 4)))
+                      pair_trace_cov=tr, meta={"dtype": torch.float64,
+                                               "num_gradients": num_pairs * (big_batch // small_batch)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,18 +346,22 @@ class GroupCosines(Result):
         return ax
 
 
+@analyzer
 def group_gradient_cosines(model: nn.Module, loss_fn: LossFn, data: Data, *, groups: Tensor | None = None,
-                           params: ParamSpec = None, chunk_size: int = 256, mode: Mode = "eval") -> GroupCosines:
+                           params: ParamSpec = None, chunk_size: int = 256, mode: Mode = "eval",
+                           dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+                           output: OutputFn | None = None) -> GroupCosines:
     """Cosine matrix of ``G_k = mean_{i in group k} g_i`` (memory: groups x P).
 
     ``groups`` holds one integer group id per example in the order ``data`` yields them (default:
     the targets, i.e. the classes).  Groups with no examples are left out.
     """
+    fn = _function(model, loss_fn, data, params, mode, dtype, device, output)
     sums: dict[int, Tensor] = {}
     counts: dict[int, int] = {}
     offset = 0
-    for parts, y in _stream_per_example(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode):
-        g = torch.cat(parts, dim=1)
+    for pieces, y in _stream_per_example(fn, chunk_size):
+        g = torch.cat(pieces, dim=1)
         if groups is None:
             ids = y
         else:
@@ -419,31 +386,35 @@ def group_gradient_cosines(model: nn.Module, loss_fn: LossFn, data: Data, *, gro
     unit = means / norms.clamp_min(1e-300)[:, None]
     return GroupCosines(groups=np.array(keys), counts=np.array([counts[k] for k in keys]),
                         norms=norms.cpu().numpy(), cosines=(unit @ unit.T).cpu().numpy(),
-                        meta=make_meta(dtype=torch.float64, mode=mode, num_gradients=offset))
+                        meta={"dtype": torch.float64, "num_gradients": offset})
 
 
 # ---------------------------------------------------------------------------------------------
 # Ranks of gradients, distance from initialisation
 # ---------------------------------------------------------------------------------------------
+@analyzer
 def gradient_ranks(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None,
-                   chunk_size: int = 256, mode: Mode = "eval") -> RankResult:
+                   chunk_size: int = 256, mode: Mode = "eval", dtype: torch.dtype | None = None,
+                   device: str | torch.device | None = None, output: OutputFn | None = None) -> RankResult:
     """Effective and stable rank of the ``(N, P)`` per-example gradient matrix (via its N x N Gram)."""
-    g = per_example_gradients(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode)
-    g = g.to(torch.float64)
+    g = per_example_gradients(model, loss_fn, data, params=params, chunk_size=chunk_size, mode=mode, dtype=dtype,
+                              device=device, output=output).to(torch.float64)
     if not torch.isfinite(g).all():
         raise ValueError("per-example gradients are not finite")
     eig = torch.linalg.eigvalsh(g @ g.T).flip(0).clamp_min(0).cpu().numpy()
     sigma = np.sqrt(eig)
     effective, stable = _ranks_from_singular_values(sigma)
     return RankResult(effective_rank=effective, stable_rank=stable, singular_values=sigma, shape=tuple(g.shape),
-                      meta=make_meta(dtype=torch.float64, mode=mode))
+                      meta={"dtype": torch.float64})
 
 
+@analyzer
 def parameter_snapshot(model: nn.Module, *, params: ParamSpec = None) -> dict[str, Tensor]:
     """Independent copies (``clone``, not ``detach``) of the selected parameters."""
     return {n: p.detach().clone() for n, p in select_parameters(model, params).items()}
 
 
+@analyzer
 def distance_from_init(model: nn.Module, initial: dict[str, Tensor]) -> float:
     """``||w - w_0||_2`` over the parameters named in ``initial`` (from :func:`parameter_snapshot`)."""
     current = dict(model.named_parameters())

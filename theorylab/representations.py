@@ -23,22 +23,28 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from theorylab._state import Mode, preserved
-from theorylab.batches import Data, iter_batches, move_batch
-from theorylab.devices import device_of
+from theorylab._params import select_parameters
+from theorylab._state import Mode
+from theorylab.adapters import OutputFn
+from theorylab.analyzer import analyzer
+from theorylab.batches import Data, parts
+from theorylab.functional import ModelFunction
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
-from theorylab.provenance import Stopwatch, make_meta
+from theorylab.provenance import make_meta
 from theorylab.results import Result, result_class
 
 Site = Literal["input", "output"]
+Layout = Literal["auto", "flat", "channels_last", "channels_first"]
 LayerSpec = str | nn.Module
 SITES: tuple[str, ...] = ("input", "output")
+LAYOUTS: tuple[str, ...] = ("auto", "flat", "channels_last", "channels_first")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +73,7 @@ def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) ->
 
 
 def _as_tensor(value: Any, name: str) -> Tensor:
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, (tuple, list)) and value:
         value = value[0]
     if not isinstance(value, Tensor):
         raise ValueError(f"layer {name!r} produced a {type(value).__name__}, not a tensor")
@@ -94,41 +100,82 @@ def _hooks(layers: dict[str, nn.Module], site: Site, store: dict[str, Tensor]) -
             handle.remove()
 
 
+_CHANNELS_FIRST_1D = (nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.InstanceNorm1d, nn.MaxPool1d,
+                      nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
+
+
+def layout_of(activation: Tensor, module: nn.Module, layout: Layout) -> str:
+    """The layout ``"auto"`` stands for: ``(B, d)`` flat; ``(B, T, d)`` tokens (channels last), except
+    after 1-D convolutions, norms and pools, which are ``(B, C, L)``; ``(B, C, H, W, ...)`` channels first."""
+    if layout != "auto":
+        return layout
+    if activation.dim() <= 2:
+        return "flat"
+    if activation.dim() == 3 and not isinstance(module, _CHANNELS_FIRST_1D):
+        return "channels_last"
+    return "channels_first"
+
+
+def as_rows(activation: Tensor, layout: str) -> Tensor:
+    """The activation as a ``(rows, features)`` matrix: per sample (flat), or per position (channels)."""
+    if activation.dim() <= 1:
+        return activation.reshape(-1, 1)
+    if layout == "flat":
+        return activation.flatten(1)
+    if layout == "channels_last":
+        return activation.reshape(-1, activation.shape[-1])
+    return activation.movedim(1, -1).reshape(-1, activation.shape[1])
+
+
 def stream_activations(model: nn.Module, data: Data, layers: dict[str, nn.Module], *, site: Site = "output",
-                       mode: Mode = "eval") -> Iterator[tuple[dict[str, Tensor], Tensor, Tensor]]:
+                       mode: Mode = "eval", layout: Layout = "flat", dtype: torch.dtype | None = None,
+                       device: str | torch.device | None = None, output: OutputFn | None = None,
+                       function: ModelFunction | None = None,
+                       ) -> Iterator[tuple[dict[str, Tensor], Tensor | None, Tensor]]:
     """Yield ``(activations by layer, targets, model outputs)`` batch by batch (no gradients).
 
-    Activations are flattened to ``(batch, features)``.  The model runs in ``mode`` inside
-    :func:`preserved`; the hooks are removed whatever happens.
+    Each activation is a ``(rows, features)`` matrix per ``layout`` (:func:`layout_of`, :func:`as_rows`):
+    ``"flat"`` one row per sample (every feature of a sample in one row), ``"channels_last"`` one row per
+    token, ``"channels_first"`` one row per position with channels as features, ``"auto"`` chosen per
+    layer.  The model is evaluated through :class:`theorylab.functional.ModelFunction` (``mode``,
+    ``dtype``, ``device``, or a ``function`` the caller built); the hooks are removed whatever happens.
     """
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}, got {site!r}")
-    device = device_of(model)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    fn = function or ModelFunction(model, None, data, mode=mode, dtype=dtype, device=device, output=output,
+                                   variables=False)
     store: dict[str, Tensor] = {}
-    with preserved(model, mode=mode), _hooks(layers, site, store), torch.no_grad():
-        for batch in iter_batches(data):
-            x, y = move_batch(batch, device)
+    with fn.evaluating(), _hooks(layers, site, store), torch.no_grad():
+        for batch in fn.batches():
             store.clear()
-            outputs = model(x)
+            outputs = fn.outputs({}, batch)
             missing = [n for n in layers if n not in store]
             if missing:
                 raise ValueError(f"layers {missing} were not called in the forward pass")
-            yield {n: store[n].flatten(1) for n in layers}, y, outputs
+            acts = {n: as_rows(store[n], layout_of(store[n], layers[n], layout)) for n in layers}
+            yield acts, parts(batch).targets, outputs
 
 
+@analyzer
 def layer_activations(model: nn.Module, data: Data, *, layers: LayerSpec | Sequence[LayerSpec],
-                      site: Site = "output", mode: Mode = "eval") -> dict[str, Tensor]:
-    """Activations ``(N, features)`` of each layer over all of ``data`` (in memory; small data only).
+                      site: Site = "output", mode: Mode = "eval", layout: Layout = "flat",
+                      dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+                      output: OutputFn | None = None) -> dict[str, Tensor]:
+    """Activations ``(rows, features)`` of each layer over all of ``data`` (in memory; small data only).
 
     ``site="output"`` takes what the layer returns, ``"input"`` what it receives (the input of a
-    classifier is the penultimate feature vector).  Use the streaming analyzers for large data.
+    classifier is the penultimate feature vector); ``layout`` as in :func:`stream_activations`.
+    Use the streaming analyzers for large data.
     """
     chosen = resolve_layers(model, layers)
-    parts: dict[str, list[Tensor]] = {n: [] for n in chosen}
-    for acts, _, _ in stream_activations(model, data, chosen, site=site, mode=mode):
+    collected: dict[str, list[Tensor]] = {n: [] for n in chosen}
+    for acts, _, _ in stream_activations(model, data, chosen, site=site, mode=mode, layout=layout, dtype=dtype,
+                                         device=device, output=output):
         for n, a in acts.items():
-            parts[n].append(a.cpu())
-    return {n: torch.cat(p) for n, p in parts.items()}
+            collected[n].append(a.cpu())
+    return {n: torch.cat(p) for n, p in collected.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +239,7 @@ class LayerRanks(Result):
     effective_rank: np.ndarray
     stable_rank: np.ndarray
     dimension: np.ndarray
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def plot(self, ax: Any = None) -> Any:
         ax = axes_or_new(ax)
@@ -205,54 +253,109 @@ class LayerRanks(Result):
         return ax
 
 
-def activation_ranks(model: nn.Module, data: Data, *, layers: LayerSpec | Sequence[LayerSpec],
-                     site: Site = "output", center: bool = False, mode: Mode = "eval") -> LayerRanks:
-    """Ranks of the activation matrix ``A`` (samples x features) of each layer, streamed.
+class _StreamedGram:
+    """The spectrum of a streamed ``(rows, d)`` matrix ``A`` from its smaller Gram, ``A A^T`` or ``A^T A``.
 
-    The singular values of ``A`` are the square roots of the eigenvalues of ``A^T A``, accumulated
-    batch by batch in float64 (memory ``features^2``; the data never has to fit in memory).  With
-    ``center`` the feature means are removed first (ranks of the covariance instead of the
-    second moment), using ``A^T A - N m m^T``.
+    Rows are kept while there are fewer than ``d`` of them (then ``A A^T``, ``rows x rows``, has the
+    same non-zero eigenvalues); once they outnumber the features, ``A^T A`` (``d x d``) is
+    accumulated instead.  Memory is ``min(rows, d) x d``.  With ``center`` the column means are
+    removed exactly at the end (``A^T A - N m m^T``, or ``H A A^T H`` with ``H = I - 11^T / N``).
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[Tensor] = []
+        self.gram: Tensor | None = None
+        self.sums: Tensor | None = None
+        self.count = 0
+
+    def add(self, a: Tensor) -> None:
+        a = a.to(torch.float64)
+        self.sums = a.sum(0) if self.sums is None else self.sums + a.sum(0)
+        self.count += len(a)
+        if self.gram is not None:
+            self.gram += a.T @ a
+            return
+        self.rows.append(a)
+        if self.count > a.shape[1]:  # more rows than features: switch to the d x d Gram
+            stacked = torch.cat(self.rows)
+            self.gram, self.rows = stacked.T @ stacked, []
+
+    def eigenvalues(self, center: bool) -> tuple[np.ndarray, int]:
+        """Eigenvalues of the Gram (descending, >= 0) and the feature dimension."""
+        assert self.sums is not None
+        n, d = self.count, len(self.sums)
+        if self.gram is not None:
+            gram = self.gram - (torch.outer(self.sums, self.sums) / n if center else 0)
+        else:
+            a = torch.cat(self.rows)
+            if center:
+                a = a - self.sums / n
+            gram = a @ a.T
+        return torch.linalg.eigvalsh(gram).flip(0).clamp_min(0).cpu().numpy(), d
+
+
+@analyzer
+def activation_ranks(model: nn.Module, data: Data, *, layers: LayerSpec | Sequence[LayerSpec],
+                     site: Site = "output", center: bool = False, mode: Mode = "eval", layout: Layout = "auto",
+                     dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+                     output: OutputFn | None = None) -> LayerRanks:
+    """Ranks of the activation matrix ``A`` (rows x features) of each layer, streamed.
+
+    Rows are samples, or tokens/positions for sequence and convolutional activations (``layout``,
+    :func:`stream_activations`; default ``"auto"``).  The singular values of ``A`` are the square roots
+    of the eigenvalues of its smaller Gram, accumulated batch by batch in float64 (memory
+    ``min(rows, features) x features``; the data never has to fit in memory).  With ``center`` the
+    feature means are removed first (ranks of the covariance instead of the second moment).
     """
     chosen = resolve_layers(model, layers)
-    with Stopwatch() as watch:
-        grams: dict[str, Tensor] = {}
-        sums: dict[str, Tensor] = {}
-        n = 0
-        for acts, y, _ in stream_activations(model, data, chosen, site=site, mode=mode):
-            for name, a in acts.items():
-                a = a.to(torch.float64)
-                if not torch.isfinite(a).all():
-                    raise ValueError(f"activations of layer {name!r} are not finite")
-                grams[name] = grams.get(name, 0) + a.T @ a
-                sums[name] = sums.get(name, 0) + a.sum(0)
-            n += len(y)
-        if n == 0:
-            raise ValueError("data is empty: it holds no samples")
-        eff, stab, dims = [], [], []
-        for name in chosen:
-            gram = grams[name] - (torch.outer(sums[name], sums[name]) / n if center else 0)
-            eig = torch.linalg.eigvalsh(gram).flip(0).clamp_min(0).cpu().numpy()
-            e, s = _ranks_from_singular_values(np.sqrt(eig))
-            eff.append(e), stab.append(s), dims.append(gram.shape[0])
+    grams = {name: _StreamedGram() for name in chosen}
+    for acts, _, _ in stream_activations(model, data, chosen, site=site, mode=mode, layout=layout, dtype=dtype,
+                                         device=device, output=output):
+        for name, a in acts.items():
+            if not torch.isfinite(a).all():
+                raise ValueError(f"activations of layer {name!r} are not finite")
+            grams[name].add(a)
+    eff, stab, dims = [], [], []
+    for name in chosen:
+        eig, d = grams[name].eigenvalues(center)
+        e, s = _ranks_from_singular_values(np.sqrt(eig))
+        eff.append(e), stab.append(s), dims.append(d)
     return LayerRanks(kind="activations", layers=list(chosen), effective_rank=np.array(eff),
                       stable_rank=np.array(stab), dimension=np.array(dims),
-                      meta=make_meta(dtype=torch.float64, num_samples=n, wall_time_s=round(watch.seconds, 4)))
+                      meta={"num_rows": {n: g.count for n, g in grams.items()}})
 
 
+def weight_matrices(model: nn.Module, params: str | Sequence[str] | None = None
+                    ) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The selected parameters that are matrices, as ``(out, in)`` (convolution kernels flattened to
+    ``out x (in * kernel)``, leading singleton axes dropped: a ``(1, T, d)`` position embedding is
+    ``T x d``), and the others with the reason they are left out (a bias, a norm scale, a ``(1, 1, d)``
+    class token: a vector is not a matrix)."""
+    matrices, skipped = {}, {}
+    for name, p in select_parameters(model, params).items():
+        w = p.detach()
+        while w.dim() > 2 and w.shape[0] == 1:  # (1, T, d) position embeddings are T x d matrices
+            w = w[0]
+        if w.dim() < 2 or min(w.flatten(1).shape) < 2:
+            skipped[name] = f"shape {tuple(p.shape)} is not a matrix"
+        else:
+            matrices[name] = w.flatten(1)
+    if not matrices:
+        raise ValueError(f"no weight matrices among the selected parameters: {skipped}")
+    return matrices, skipped
+
+
+@analyzer
 def weight_ranks(model: nn.Module, *, params: str | Sequence[str] | None = None) -> LayerRanks:
-    """Ranks of every weight matrix of ``model`` (parameters with 2+ dims, flattened to out x in)."""
-    from theorylab._params import select_parameters
-
-    chosen = {n: p for n, p in select_parameters(model, params).items() if p.dim() >= 2}
-    if not chosen:
-        raise ValueError("no weight matrices (parameters with at least 2 dimensions) selected")
+    """Ranks of every weight matrix of ``model`` (:func:`weight_matrices`; the others are listed in
+    ``skipped``)."""
+    matrices, skipped = weight_matrices(model, params)
     eff, stab, dims = [], [], []
-    for p in chosen.values():
-        r = matrix_ranks(p.detach().flatten(1))
+    for m in matrices.values():
+        r = matrix_ranks(m)
         eff.append(r.effective_rank), stab.append(r.stable_rank), dims.append(min(r.shape))
-    return LayerRanks(kind="weights", layers=list(chosen), effective_rank=np.array(eff), stable_rank=np.array(stab),
-                      dimension=np.array(dims), meta=make_meta(dtype=torch.float64))
+    return LayerRanks(kind="weights", layers=list(matrices), effective_rank=np.array(eff), stable_rank=np.array(stab),
+                      dimension=np.array(dims), skipped=skipped, meta={"dtype": torch.float64})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,38 +380,34 @@ class DormantResult(Result):
         return ax
 
 
+@analyzer
 def dormant_ratio(model: nn.Module, data: Data, *, layers: LayerSpec | Sequence[LayerSpec], tau: float = 0.0,
-                  site: Site = "output", mode: Mode = "eval") -> DormantResult:
+                  site: Site = "output", mode: Mode = "eval", layout: Layout = "auto",
+                  dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+                  output: OutputFn | None = None, process_group: Any = None) -> DormantResult:
     """Neuron scores ``s_i = E|h_i| / mean_k E|h_k|`` over ``data`` and the tau-dormant fractions.
 
-    A neuron is a feature of the flattened layer output, or a channel for 4-D convolutional
-    outputs (``|h|`` averaged over positions, as Sokar et al. do).  ``tau = 0`` counts exactly dead
-    units.  A layer whose activations are all zero has every neuron dormant.
+    A neuron is a feature of the layer: the last dimension of a ``(B, d)`` or ``(B, T, d)`` activation
+    (the expectation runs over samples and tokens), a channel of a convolutional ``(B, C, ...)``
+    activation (``|h|`` averaged over positions, as Sokar et al. do); ``layout`` overrides the
+    choice (:func:`stream_activations`).  ``tau = 0`` counts exactly dead units.  A layer whose
+    activations are all zero has every neuron dormant.
     """
-    if not (tau >= 0 and math.isfinite(tau)):
-        raise ValueError(f"tau must be a finite number >= 0, got {tau}")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau >= 0 and math.isfinite(tau)):
+        raise ValueError(f"tau must be a finite number >= 0, got {tau!r}")
     chosen = resolve_layers(model, layers)
-    if site not in SITES:
-        raise ValueError(f"site must be one of {SITES}, got {site!r}")
-    device = device_of(model)
-    store: dict[str, Tensor] = {}
+    fn = ModelFunction(model, None, data, mode=mode, dtype=dtype, device=device, output=output, variables=False,
+                       process_group=process_group)
     sums: dict[str, Tensor] = {}
-    n = 0
-    with preserved(model, mode=mode), _hooks(chosen, site, store), torch.no_grad():
-        for batch in iter_batches(data):
-            x, y = move_batch(batch, device)
-            store.clear()
-            model(x)
-            for name in chosen:
-                a = store[name].to(torch.float64).abs()
-                a = a.flatten(2).mean(-1) if a.dim() > 2 else a.flatten(1)
-                sums[name] = sums.get(name, 0) + a.sum(0)
-            n += len(y)
-    if n == 0:
-        raise ValueError("data is empty: it holds no samples")
+    rows: dict[str, int] = {}
+    for acts, _, _ in stream_activations(model, data, chosen, site=site, layout=layout, function=fn):
+        for name, a in acts.items():
+            sums[name] = sums.get(name, 0) + a.to(torch.float64).abs().sum(0)
+            rows[name] = rows.get(name, 0) + len(a)
     scores, fractions, sizes = {}, [], []
-    for name in chosen:
-        mean_abs = (sums[name] / n).cpu().numpy()
+    for name in chosen:  # with a process group, the sums of every rank's shard
+        rows[name] = int(fn.count_over_ranks(rows[name], data=data))
+        mean_abs = (fn.sum_over_ranks(sums[name]) / rows[name]).cpu().numpy()
         avg = mean_abs.mean()
         s = mean_abs / avg if avg > 0 else np.zeros_like(mean_abs)
         scores[name] = s
@@ -317,7 +416,7 @@ def dormant_ratio(model: nn.Module, data: Data, *, layers: LayerSpec | Sequence[
     sizes_arr, frac_arr = np.array(sizes), np.array(fractions)
     return DormantResult(tau=float(tau), layers=list(chosen), dormant_fraction=frac_arr, num_neurons=sizes_arr,
                          overall=float((frac_arr * sizes_arr).sum() / sizes_arr.sum()), scores=scores,
-                         meta=make_meta(num_samples=n, dtype=torch.float64))
+                         meta={"num_rows": rows})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,6 +517,7 @@ class WeightSpectrum(Result):
     eigenvalues: dict[str, np.ndarray]
     fits: dict[str, PowerLawFit]
     alpha: np.ndarray
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def plot(self, ax: Any = None) -> Any:
         """Histogram (log-log density) of the eigenvalues of each layer."""
@@ -435,20 +535,19 @@ class WeightSpectrum(Result):
         return ax
 
 
+@analyzer
 def weight_spectrum(model: nn.Module, *, params: str | Sequence[str] | None = None,
                     min_tail: int = 10) -> WeightSpectrum:
-    """The ESD and power-law alpha of each weight matrix of ``model`` (parameters with 2+ dims)."""
-    from theorylab._params import select_parameters
-
-    chosen = {n: p for n, p in select_parameters(model, params).items() if p.dim() >= 2}
-    if not chosen:
-        raise ValueError("no weight matrices (parameters with at least 2 dimensions) selected")
+    """The ESD and power-law alpha of each weight matrix of ``model`` (:func:`weight_matrices`;
+    parameters that are not matrices are listed in ``skipped`` with the reason)."""
+    matrices, skipped = weight_matrices(model, params)
     eigs, fits = {}, {}
-    for name, p in chosen.items():
-        eigs[name] = weight_eigenvalues(p.detach())
+    for name, m in matrices.items():
+        eigs[name] = weight_eigenvalues(m)
         fits[name] = fit_power_law(eigs[name], min_tail=min(min_tail, len(eigs[name])))
-    return WeightSpectrum(layers=list(chosen), eigenvalues=eigs, fits=fits,
-                          alpha=np.array([fits[n].alpha for n in chosen]), meta=make_meta(dtype=torch.float64))
+    return WeightSpectrum(layers=list(matrices), eigenvalues=eigs, fits=fits,
+                          alpha=np.array([fits[n].alpha for n in matrices]), skipped=skipped,
+                          meta={"dtype": torch.float64})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,19 +23,21 @@ cross-entropy sharpness is otherwise not invariant to rescaling the logits (Andr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
-from theorylab._params import ParamSpec, select_parameters
-from theorylab._state import MODES, Mode, preserved
-from theorylab.batches import Data, batch_size, count_samples, iter_batches, move_batch
+from theorylab._params import ParamSpec
+from theorylab._state import Mode
+from theorylab.adapters import OutputFn
+from theorylab.analyzer import analyzer
+from theorylab.batches import Data, batch_size, iter_batches, slice_batch
+from theorylab.batches import subset as take_subset
+from theorylab.functional import ModelFunction
 from theorylab.plotting import axes_or_new
-from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
 
 Norm = Literal["l2", "linf"]
@@ -102,20 +104,10 @@ def _check_count(name: str, value: int, minimum: int = 1) -> int:
     return int(value)
 
 
-def _subset(data: Data, subset: int | None) -> Data:
-    """The first ``subset`` samples of one batch (or ``data`` itself for None)."""
-    if subset is None:
-        count_samples(data)
-        return data
-    subset = _check_count("subset", subset)
-    batches = list(iter_batches(data))
-    if len(batches) != 1:
-        raise ValueError("subset needs data as one (inputs, targets) batch")
-    x, y = batches[0]
-    if subset > batch_size(batches[0]):
-        raise ValueError(f"subset={subset} exceeds the {batch_size(batches[0])} samples of data")
-    x = tuple(t[:subset] for t in x) if isinstance(x, (tuple, list)) else x[:subset]
-    return x, y[:subset]
+def _check_offset(offset: float) -> float:
+    if not (offset >= 0 and math.isfinite(offset)):
+        raise ValueError(f"offset must be >= 0, got {offset!r}")
+    return float(offset)
 
 
 def _normalized(loss_fn: LossFn) -> LossFn:
@@ -125,164 +117,129 @@ def _normalized(loss_fn: LossFn) -> LossFn:
     return loss
 
 
-class _Objective:
-    """``L(w + delta)`` and its gradient on fixed data, evaluated functionally (the model is not written)."""
+def _objective(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec, mode: Mode,
+               subset: int | None, normalize_logits: bool, dtype: torch.dtype | None,
+               device: str | torch.device | None, output: OutputFn | None, process_group: Any) -> ModelFunction:
+    """``delta -> L(w + delta)`` on the declared subset, every evaluation with the same dropout masks."""
+    return ModelFunction(model, _normalized(loss_fn) if normalize_logits else loss_fn, take_subset(data, subset),
+                         params=params, mode=mode, dtype=dtype, device=device, output=output,
+                         process_group=process_group)
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Data, params: ParamSpec,
-                 normalize_logits: bool):
-        self.model = model
-        self.loss_fn = _normalized(loss_fn) if normalize_logits else loss_fn
-        selected = select_parameters(model, params)
-        self.names = list(selected)
-        self.w = [p.detach().clone() for p in selected.values()]
-        self.fixed = {n: p.detach() for n, p in model.named_parameters() if n not in selected}
-        self.fixed.update(dict(model.named_buffers()))
-        device = self.w[0].device
-        self.batches = [move_batch(b, device) for b in iter_batches(data)]
-        self.n = sum(batch_size(b) for b in self.batches)
-        self.evaluations = 0
 
-    def _batch_loss(self, theta: list[Tensor], batch) -> Tensor:
-        params = {**self.fixed, **dict(zip(self.names, theta))}
-        x, y = batch
-        out = functional_call(self.model, params, (x,) if isinstance(x, Tensor) else tuple(x))
-        loss = self.loss_fn(out, y)
-        if loss.dim() != 0:
-            raise ValueError(f"loss_fn must return a scalar (the batch mean), got shape {tuple(loss.shape)}")
-        return loss
-
-    def loss(self, delta: list[Tensor] | None = None, batches: Sequence | None = None) -> float:
-        batches = self.batches if batches is None else batches
-        theta = self.w if delta is None else [w + d for w, d in zip(self.w, delta)]
-        self.evaluations += 1
-        with torch.no_grad():
-            total = sum(float(self._batch_loss(theta, b)) * batch_size(b) for b in batches)
-        return total / sum(batch_size(b) for b in batches)
-
-    def gradient(self, delta: list[Tensor] | None = None, batches: Sequence | None = None) -> list[Tensor]:
-        batches = self.batches if batches is None else batches
-        theta = [w.clone() if delta is None else w + d for w, d in zip(self.w, delta or self.w)]
-        theta = [t.detach().requires_grad_(True) for t in theta]
-        n = sum(batch_size(b) for b in batches)
-        grads = [torch.zeros_like(w) for w in self.w]
-        self.evaluations += 1
-        with torch.enable_grad():
-            for b in batches:
-                g = torch.autograd.grad(self._batch_loss(theta, b) * (batch_size(b) / n), theta)
-                grads = [a + c for a, c in zip(grads, g)]
-        return grads
-
-    def scale(self, adaptive: bool, offset: float) -> list[Tensor]:
-        """``c = |w| + offset`` (adaptive) or ``c = 1``."""
-        return [w.abs() + offset if adaptive else torch.ones_like(w) for w in self.w]
+def _scale(fn: ModelFunction, adaptive: bool, offset: float) -> list[Tensor]:
+    """``c = |w| + offset`` (adaptive) or ``c = 1``, per selected parameter."""
+    return [w.detach().abs() + offset if adaptive else torch.ones_like(w) for w in fn.params.values()]
 
 
 def _norm(tensors: list[Tensor]) -> float:
     return math.sqrt(sum(float((t.double() ** 2).sum()) for t in tensors))
 
 
-def _prepare(model, loss_fn, data, params, mode, subset, normalize_logits) -> tuple[_Objective, Data]:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    data = _subset(data, subset)
-    return _Objective(model, loss_fn, data, params, normalize_logits), data
-
-
-def _result(measure: str, value: float, stderr: float, obj: _Objective, base_loss: float, *, rho, norm,
-            adaptive, mode, watch: Stopwatch, seed: int | None = None, **extra: Any) -> Sharpness:
+def _result(measure: str, value: float, stderr: float, fn: ModelFunction, base_loss: float, evaluations: int, *,
+            rho: float | None, norm: str | None, adaptive: bool, **meta: Any) -> Sharpness:
     return Sharpness(measure=measure, value=float(value), stderr=float(stderr), loss=float(base_loss), rho=rho,
-                     norm=norm, adaptive=adaptive, mode=mode, num_samples=obj.n,
-                     num_evaluations=obj.evaluations,
-                     meta=make_meta(seed=seed, dtype=obj.w[0].dtype, device=obj.w[0].device,
-                                    wall_time_s=round(watch.seconds, 4), **extra))
+                     norm=norm, adaptive=adaptive, mode=fn.mode, num_samples=int(fn.total_samples),
+                     num_evaluations=evaluations, meta=meta)
 
 
 # ---------------------------------------------------------------------------------------------
 # Curvature-based measures
 # ---------------------------------------------------------------------------------------------
+@analyzer
 def lambda_max(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None, mode: Mode = "eval",
-               subset: int | None = None, normalize_logits: bool = False, tol: float = 1e-6,
-               seed: int = 0) -> Sharpness:
+               subset: int | None = None, normalize_logits: bool = False, tol: float = 1e-6, seed: int = 0,
+               dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+               output: OutputFn | None = None, process_group: Any = None) -> Sharpness:
     """Top eigenvalue of the Hessian of the mean loss (Lanczos, Ritz residual <= ``tol |lambda|``)."""
     from theorylab.curvature import hessian, top_eigenvalues
 
-    with Stopwatch() as watch:
-        obj, data = _prepare(model, loss_fn, data, params, mode, subset, normalize_logits)
-        with preserved(model, mode=mode):
-            base = obj.loss()
-            op = hessian(model, obj.loss_fn, data, params=params, mode=mode)
-            eig = top_eigenvalues(op, k=1, which="LA", tol=tol, seed=seed)
-    obj.evaluations += eig.num_matvecs
-    return _result("lambda_max", float(eig.values[0]), 0.0, obj, base, rho=None, norm=None, adaptive=False,
-                   mode=mode, watch=watch, seed=seed, num_matvecs=eig.num_matvecs,
-                   residual=float(eig.residuals[0]))
+    op = hessian(model, _normalized(loss_fn) if normalize_logits else loss_fn, take_subset(data, subset),
+                 params=params, mode=mode, dtype=dtype, device=device, output=output, process_group=process_group)
+    eig = top_eigenvalues(op, k=1, which="LA", tol=tol, seed=seed)
+    fn = op.function
+    return _result("lambda_max", float(eig.values[0]), 0.0, fn, fn.mean_loss(), eig.num_matvecs + 1, rho=None,
+                   norm=None, adaptive=False, num_matvecs=eig.num_matvecs, residual=float(eig.residuals[0]))
 
 
+@analyzer
 def stability_ratios(model: nn.Module, loss_fn: LossFn, data: Data, *, lr: float, params: ParamSpec = None,
                      mode: Mode = "eval", subset: int | None = None, normalize_logits: bool = False,
-                     tol: float = 1e-6, num_probes: int = 100, seed: int = 0) -> StabilityRatios:
+                     tol: float = 1e-6, num_probes: int = 100, seed: int = 0, dtype: torch.dtype | None = None,
+                     device: str | torch.device | None = None, output: OutputFn | None = None,
+                     process_group: Any = None) -> StabilityRatios:
     """``lr lambda_max / 2`` and ``lr tr(H) / 2`` with ``tr(H)`` by Hutchinson (``num_probes`` probes)."""
     from theorylab.curvature import hessian, top_eigenvalues, trace
 
-    if not (lr > 0 and math.isfinite(lr)):
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    with Stopwatch() as watch:
-        obj, data = _prepare(model, loss_fn, data, params, mode, subset, normalize_logits)
-        with preserved(model, mode=mode):
-            op = hessian(model, obj.loss_fn, data, params=params, mode=mode)
-            eig = top_eigenvalues(op, k=1, which="LA", tol=tol, seed=seed)
-            tr = trace(op, num_probes=num_probes, seed=seed)
+    data = take_subset(data, subset)
+    op = hessian(model, _normalized(loss_fn) if normalize_logits else loss_fn, data, params=params, mode=mode,
+                 dtype=dtype, device=device, output=output, process_group=process_group)
+    eig = top_eigenvalues(op, k=1, which="LA", tol=tol, seed=seed)
+    tr = trace(op, num_probes=num_probes, seed=seed)
     lam = float(eig.values[0])
     return StabilityRatios(lr=float(lr), lambda_max=lam, trace=tr.estimate, trace_stderr=tr.stderr,
                            lambda_ratio=lr * lam / 2, trace_ratio=lr * tr.estimate / 2,
                            trace_ratio_stderr=lr * tr.stderr / 2,
-                           meta=make_meta(seed=seed, mode=mode, num_samples=obj.n,
-                                          num_matvecs=eig.num_matvecs + tr.num_matvecs,
-                                          wall_time_s=round(watch.seconds, 4)))
+                           meta={"num_samples": op.num_samples, "num_matvecs": eig.num_matvecs + tr.num_matvecs})
 
 
 # ---------------------------------------------------------------------------------------------
 # Perturbation-based measures
 # ---------------------------------------------------------------------------------------------
+def _sam_gap(fn: ModelFunction, rho: float, data: Data) -> tuple[float, int]:
+    """``L(w + rho g/||g||) - L(w)`` on ``data`` (0 where ``g = 0``) and the evaluations it took."""
+    g = fn.gradient(data=data)
+    norm = _norm(g)
+    if norm == 0:
+        return 0.0, 1
+    return fn.mean_loss([rho * t / norm for t in g], data=data) - fn.mean_loss(data=data), 3
+
+
+@analyzer
 def sam_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: float, m: int | None = None,
                   params: ParamSpec = None, mode: Mode = "eval", subset: int | None = None,
-                  normalize_logits: bool = False) -> Sharpness:
+                  normalize_logits: bool = False, dtype: torch.dtype | None = None,
+                  device: str | torch.device | None = None, output: OutputFn | None = None,
+                  process_group: Any = None) -> Sharpness:
     """First-order SAM sharpness ``L(w + rho g/||g||) - L(w)``; with ``m``, m-sharpness.
 
     m-sharpness splits the (single-batch) data into consecutive disjoint batches of ``m`` samples
     (an uneven last batch is kept), perturbs each with its own normalised gradient and returns the
     sample-weighted mean of the per-batch sharpness.  A batch with zero gradient has sharpness 0.
+    In train mode every evaluation sees the same dropout masks, so ``rho -> 0`` gives 0.
     """
     rho = _check_rho(rho)
-    with Stopwatch() as watch:
-        obj, _ = _prepare(model, loss_fn, data, params, mode, subset, normalize_logits)
-        if m is None:
-            groups = [obj.batches]
-        else:
-            m = _check_count("m", m)
-            if len(obj.batches) != 1:
-                raise ValueError("m-sharpness needs data as one (inputs, targets) batch")
-            x, y = obj.batches[0]
-            groups = [[(x[i:i + m], y[i:i + m])] for i in range(0, len(y), m)]
-        with preserved(model, mode=mode):
-            base = obj.loss()
-            total = 0.0
-            for group in groups:
-                g = obj.gradient(batches=group)
-                norm = _norm(g)
-                if norm == 0:
-                    continue
-                delta = [rho * t / norm for t in g]
-                size = sum(batch_size(b) for b in group)
-                total += (obj.loss(delta, group) - obj.loss(None, group)) * size
-    return _result("sam" if m is None else f"m_sharpness(m={m})", total / obj.n, 0.0, obj, base, rho=rho,
-                   norm="l2", adaptive=False, mode=mode, watch=watch)
+    options = dict(params=params, mode=mode, subset=subset, normalize_logits=normalize_logits, dtype=dtype,
+                   device=device, output=output)
+    fn = _objective(model, loss_fn, data, process_group=process_group, **options)
+    base = fn.mean_loss()
+    if m is None:
+        gap, evaluations = _sam_gap(fn, rho, fn.data)
+        return _result("sam", gap, 0.0, fn, base, evaluations + 1, rho=rho, norm="l2", adaptive=False)
+    m = _check_count("m", m)
+    batches = list(iter_batches(fn.data))
+    if len(batches) != 1:
+        raise ValueError("m-sharpness needs data as one batch")
+    local = _objective(model, loss_fn, data, process_group=None, **options)  # each rank's batches are its own
+    total, evaluations = 0.0, 1
+    for start in range(0, batch_size(batches[0]), m):
+        group = slice_batch(batches[0], slice(start, start + m))
+        gap, used = _sam_gap(local, rho, group)
+        total += gap * batch_size(group)
+        evaluations += used
+    total = float(fn.sum_over_ranks(torch.tensor([total], dtype=torch.float64, device=fn.device)).item())
+    return _result(f"m_sharpness(m={m})", total / fn.total_samples, 0.0, fn, base,
+                   evaluations, rho=rho, norm="l2", adaptive=False)
 
 
+@analyzer
 def adaptive_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: float, norm: Norm = "l2",
                        adaptive: bool = True, offset: float = 0.0, steps: int = 20, step_size: float | None = None,
                        params: ParamSpec = None, mode: Mode = "eval", subset: int | None = None,
-                       normalize_logits: bool = False, seed: int = 0) -> Sharpness:
+                       normalize_logits: bool = False, seed: int = 0, dtype: torch.dtype | None = None,
+                       device: str | torch.device | None = None, output: OutputFn | None = None,
+                       process_group: Any = None) -> Sharpness:
     """Worst-case (adaptive) sharpness by projected gradient ascent on ``u = delta / c``.
 
     Starts from a random point of the ``rho``-ball (drawn on CPU from ``seed``: a Gaussian
@@ -297,69 +254,72 @@ def adaptive_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: fl
     steps = _check_count("steps", steps, minimum=0)
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    if not (offset >= 0 and math.isfinite(offset)):
-        raise ValueError(f"offset must be >= 0, got {offset!r}")
+    offset = _check_offset(offset)
     if step_size is not None and not (step_size > 0 and math.isfinite(step_size)):
         raise ValueError(f"step_size must be > 0, got {step_size!r}")
     alpha = step_size if step_size is not None else (rho if norm == "l2" else rho / 4)
-    with Stopwatch() as watch:
-        obj, _ = _prepare(model, loss_fn, data, params, mode, subset, normalize_logits)
-        c = obj.scale(adaptive, offset)
-        generator = torch.Generator().manual_seed(seed)
+    fn = _objective(model, loss_fn, data, params=params, mode=mode, subset=subset,
+                    normalize_logits=normalize_logits, dtype=dtype, device=device, output=output,
+                    process_group=process_group)
+    c = _scale(fn, adaptive, offset)
+    generator = torch.Generator().manual_seed(seed)
+    if norm == "l2":
+        u = [torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) for w in c]
+        u = [t * (rho / _norm(u)) for t in u]
+    else:
+        u = [((torch.rand(w.shape, generator=generator, dtype=w.dtype) * 2 - 1) * rho).to(w.device) for w in c]
+
+    def project(v: list[Tensor]) -> list[Tensor]:
+        if norm == "linf":
+            return [t.clamp(-rho, rho) for t in v]
+        size = _norm(v)
+        return v if size <= rho else [t * (rho / size) for t in v]
+
+    base = fn.mean_loss()
+    best = fn.mean_loss([ci * ui for ci, ui in zip(c, u)]) - base
+    evaluations = 2
+    for _ in range(steps):
+        grad_u = [ci * gi for ci, gi in zip(c, fn.gradient([ci * ui for ci, ui in zip(c, u)]))]
+        evaluations += 1
         if norm == "l2":
-            u = [torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) for w in obj.w]
-            u = [t * (rho / _norm(u)) for t in u]
+            size = _norm(grad_u)
+            if size == 0:
+                break
+            u = project([ui + alpha * gi / size for ui, gi in zip(u, grad_u)])
         else:
-            u = [((torch.rand(w.shape, generator=generator, dtype=w.dtype) * 2 - 1) * rho).to(w.device) for w in obj.w]
-
-        def project(v: list[Tensor]) -> list[Tensor]:
-            if norm == "linf":
-                return [t.clamp(-rho, rho) for t in v]
-            size = _norm(v)
-            return v if size <= rho else [t * (rho / size) for t in v]
-
-        with preserved(model, mode=mode):
-            base = obj.loss()
-            best = obj.loss([ci * ui for ci, ui in zip(c, u)]) - base
-            for _ in range(steps):
-                grad_u = [ci * gi for ci, gi in zip(c, obj.gradient([ci * ui for ci, ui in zip(c, u)]))]
-                if norm == "l2":
-                    size = _norm(grad_u)
-                    if size == 0:
-                        break
-                    u = project([ui + alpha * gi / size for ui, gi in zip(u, grad_u)])
-                else:
-                    u = project([ui + alpha * gi.sign() for ui, gi in zip(u, grad_u)])
-                best = max(best, obj.loss([ci * ui for ci, ui in zip(c, u)]) - base)
-    return _result(f"worst_case_{norm}", best, 0.0, obj, base, rho=rho, norm=norm, adaptive=adaptive, mode=mode,
-                   watch=watch, seed=seed, steps=steps, step_size=alpha, offset=offset)
+            u = project([ui + alpha * gi.sign() for ui, gi in zip(u, grad_u)])
+        best = max(best, fn.mean_loss([ci * ui for ci, ui in zip(c, u)]) - base)
+        evaluations += 1
+    return _result(f"worst_case_{norm}", best, 0.0, fn, base, evaluations, rho=rho, norm=norm, adaptive=adaptive,
+                   steps=steps, step_size=alpha, offset=offset)
 
 
+@analyzer
 def average_sharpness(model: nn.Module, loss_fn: LossFn, data: Data, *, rho: float, adaptive: bool = True,
-                      offset: float = 0.0, num_samples: int = 100, params: ParamSpec = None, mode: Mode = "eval",
-                      subset: int | None = None, normalize_logits: bool = False, seed: int = 0) -> Sharpness:
-    """``E L(w + delta) - L(w)``, ``delta ~ N(0, rho^2 diag(c^2))``, by ``num_samples`` draws (with stderr).
+                      offset: float = 0.0, num_draws: int = 100, params: ParamSpec = None, mode: Mode = "eval",
+                      subset: int | None = None, normalize_logits: bool = False, seed: int = 0,
+                      dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+                      output: OutputFn | None = None, process_group: Any = None) -> Sharpness:
+    """``E L(w + delta) - L(w)``, ``delta ~ N(0, rho^2 diag(c^2))``, by ``num_draws`` draws (with stderr).
 
     Draws are made on CPU from ``seed``; ``stderr`` is the sample standard deviation over
-    ``sqrt(num_samples)``.
+    ``sqrt(num_draws)``.
     """
     rho = _check_rho(rho)
-    num_samples = _check_count("num_samples", num_samples, minimum=2)
-    if not (offset >= 0 and math.isfinite(offset)):
-        raise ValueError(f"offset must be >= 0, got {offset!r}")
-    with Stopwatch() as watch:
-        obj, _ = _prepare(model, loss_fn, data, params, mode, subset, normalize_logits)
-        c = obj.scale(adaptive, offset)
-        generator = torch.Generator().manual_seed(seed)
-        with preserved(model, mode=mode):
-            base = obj.loss()
-            gaps = np.empty(num_samples)
-            for i in range(num_samples):
-                delta = [rho * ci * torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device)
-                         for ci, w in zip(c, obj.w)]
-                gaps[i] = obj.loss(delta) - base
-    return _result("average", float(gaps.mean()), float(gaps.std(ddof=1) / math.sqrt(num_samples)), obj, base,
-                   rho=rho, norm="gaussian", adaptive=adaptive, mode=mode, watch=watch, seed=seed, offset=offset)
+    num_draws = _check_count("num_draws", num_draws, minimum=2)
+    offset = _check_offset(offset)
+    fn = _objective(model, loss_fn, data, params=params, mode=mode, subset=subset,
+                    normalize_logits=normalize_logits, dtype=dtype, device=device, output=output,
+                    process_group=process_group)
+    c = _scale(fn, adaptive, offset)
+    generator = torch.Generator().manual_seed(seed)
+    base = fn.mean_loss()
+    gaps = np.empty(num_draws)
+    for i in range(num_draws):
+        delta = [rho * ci * torch.randn(ci.shape, generator=generator, dtype=ci.dtype).to(ci.device) for ci in c]
+        gaps[i] = fn.mean_loss(delta) - base
+    return _result("average", float(gaps.mean()), float(gaps.std(ddof=1) / math.sqrt(num_draws)), fn, base,
+                   num_draws + 1, rho=rho, norm="gaussian", adaptive=adaptive, offset=offset)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from theorylab._io import atomic_write_bytes
 from theorylab._state import Mode, preserved
 from theorylab.batches import Batch, Data, batch_size as size_of, count_samples, iter_batches, move_batch
 from theorylab.devices import device_of
+from theorylab.metrics import accuracy, mean_loss
 from theorylab.plotting import axes_or_new
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
@@ -58,34 +59,6 @@ def loss_monitor(loss_fn: LossFn, data: Data, *, name: str = "loss", every: int 
 def accuracy_monitor(data: Data, *, name: str = "accuracy", every: int = 1) -> Monitor:
     """Classification accuracy (argmax of the outputs) over ``data``."""
     return Monitor(name, lambda model, step: accuracy(model, data), every)
-
-
-@torch.no_grad()
-def mean_loss(model: nn.Module, loss_fn: LossFn, data: Data) -> float:
-    """``sum_b n_b loss_b / sum_b n_b`` over the batches of ``data`` at the model's current mode."""
-    device = device_of(model)
-    total, n = 0.0, 0
-    for batch in iter_batches(data):
-        x, y = move_batch(batch, device)
-        total += float(loss_fn(model(x), y)) * size_of(batch)
-        n += size_of(batch)
-    if n == 0:
-        raise ValueError("data is empty: it holds no samples")
-    return total / n
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, data: Data) -> float:
-    """Fraction of samples whose argmax output equals the integer target."""
-    device = device_of(model)
-    correct, n = 0, 0
-    for batch in iter_batches(data):
-        x, y = move_batch(batch, device)
-        correct += int((model(x).argmax(dim=-1) == y).sum())
-        n += size_of(batch)
-    if n == 0:
-        raise ValueError("data is empty: it holds no samples")
-    return correct / n
 
 
 @result_class

@@ -16,17 +16,18 @@ Both are Hessians of the *mean* loss: multiplying the loss by ``c`` multiplies e
 by ``c`` (``nn.MSELoss`` also averages over output coordinates, so its Hessian for a linear model
 ``x -> W x`` with ``k`` outputs is ``2 X^T X / (n k)`` per output row).
 
-The operators evaluate the model functionally (``torch.func.functional_call``) on copies of its
-parameters and buffers, under :func:`theorylab._state.preserved`, so the model is never changed.
-In train mode every pass over the data restarts the random-number generator from the state it had
-when the operator was built, so dropout masks are identical in every product and the operator is
-a fixed symmetric matrix.  With ``process_group`` the data is sharded over ranks; every product is
-all-reduced with weights ``n_rank / N`` so that each rank holds the full-data operator.
+The operators evaluate the model through :class:`theorylab.functional.ModelFunction`, so the model
+is never changed; data may be tuple or dict batches, the model may return a HuggingFace output or
+a tuple (``output=`` picks another tensor), and attention runs on its twice-differentiable math
+back-end during products.  In train mode every pass over the data restarts the random-number
+generator from the state it had when the operator was built, so dropout masks are identical in
+every product and the operator is a fixed symmetric matrix.  With ``process_group`` the data is
+sharded over ranks; every product is summed over ranks with weights ``n_rank / N`` so that each
+rank holds the full-data operator.
 """
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -34,10 +35,13 @@ import scipy.sparse.linalg
 import torch
 from torch import Tensor, nn
 
-from theorylab._params import ParamSpec, select_parameters
-from theorylab._state import MODES, Mode, preserved
-from theorylab.batches import Batch, Data, batch_size, iter_batches, move_batch
+from theorylab._params import ParamSpec
+from theorylab._state import Mode
+from theorylab.adapters import OutputFn
+from theorylab.analyzer import analyzer
+from theorylab.batches import Batch, Data, batch_size
 from theorylab.curvature.blocks import BlockProducts, join_rows, split_rows
+from theorylab.functional import ModelFunction
 
 Backend = Literal["double_backward", "forward_over_reverse"]
 BACKENDS: tuple[str, ...] = ("double_backward", "forward_over_reverse")
@@ -136,107 +140,39 @@ def as_operator(op: LinearOperator | Tensor | np.ndarray) -> LinearOperator:
     raise ValueError(f"expected a LinearOperator or a dense symmetric matrix, got {type(op).__name__}")
 
 
-class _ModelFunction:
-    """A model, a loss and data, evaluated functionally on copies of parameters and buffers."""
-
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec, mode: Mode,
-                 dtype: torch.dtype | None, device: str | torch.device | None, process_group: Any):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise ValueError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
-        selected = select_parameters(model, params)
-        first = next(iter(selected.values()))
-        self.dtype = dtype or first.dtype
-        self.device = torch.device(device) if device is not None else first.device
-        self.model, self.loss_fn, self.data, self.mode = model, loss_fn, data, mode
-        self.process_group = process_group
-
-        def copy(t: Tensor) -> Tensor:
-            t = t.detach().to(device=self.device)
-            return (t.to(self.dtype) if t.is_floating_point() else t).clone()
-
-        self.names = list(selected)
-        self.shapes = [p.shape for p in selected.values()]
-        self.params = {n: copy(p).requires_grad_(True) for n, p in selected.items()}
-        self.frozen = {n: copy(p) for n, p in model.named_parameters() if n not in selected}
-        self.buffers = {n: copy(b) for n, b in model.named_buffers()}
-        self.size = sum(p.numel() for p in self.params.values())
-
-        self.rng_state = self.get_rng()
-        with preserved(model, mode="keep"):  # a shuffling loader draws from the global RNG
-            self.single_batch = len(list(itertools.islice(iter_batches(data), 2))) == 1
-            local_n = sum(batch_size(b) for b in iter_batches(data))
-        if local_n == 0:
-            raise ValueError("data is empty: it holds no samples")
-        self.total_samples = float(self._all_reduce(torch.tensor([float(local_n)], dtype=torch.float64,
-                                                                 device=self.device)).item())
-
-    # -- evaluation ---------------------------------------------------------------------------
-    def get_rng(self) -> tuple[Tensor, Tensor | None]:
-        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        return torch.get_rng_state(), cuda
-
-    def set_rng(self, state: tuple[Tensor, Tensor | None]) -> None:
-        torch.set_rng_state(state[0])
-        if state[1] is not None:
-            torch.cuda.set_rng_state(state[1], self.device)
-
-    def batches(self) -> Iterator[tuple[float, Batch]]:
-        """``(n_b / N, batch)`` on the operator's device and dtype; RNG restarted for fixed dropout."""
-        self.set_rng(self.rng_state)
-        for batch in iter_batches(self.data):
-            yield batch_size(batch) / self.total_samples, move_batch(batch, self.device, self.dtype)
-
-    def outputs(self, params: dict[str, Tensor], inputs: Any) -> Tensor:
-        """Model outputs at ``params``; buffers are fresh copies, so train-mode BN updates nothing."""
-        state = {**params, **self.frozen, **{n: b.clone() for n, b in self.buffers.items()}}
-        args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-        out = torch.func.functional_call(self.model, state, args)
-        if not isinstance(out, Tensor):
-            raise ValueError(f"the model must return a tensor, got {type(out).__name__}")
-        return out
-
-    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        value = self.loss_fn(outputs, targets)
-        if not isinstance(value, Tensor) or value.numel() != 1:
-            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(f"loss_fn must return a scalar (the batch mean), got {shape}; "
-                             "use reduction='mean'")
-        return value.reshape(())
-
-    def guard(self) -> Any:
-        return preserved(self.model, mode=self.mode)
-
-    # -- vectors ------------------------------------------------------------------------------
-    def split(self, flat: Tensor) -> list[Tensor]:
-        return [piece.view(shape) for piece, shape in zip(flat.split([s.numel() for s in self.shapes]), self.shapes)]
-
-    def join(self, pieces: list[Tensor | None]) -> Tensor:
-        return torch.cat([(torch.zeros(s, dtype=self.dtype, device=self.device) if p is None else p).reshape(-1)
-                          for p, s in zip(pieces, self.shapes)])
-
-    def _all_reduce(self, t: Tensor) -> Tensor:
-        if self.process_group is not None:
-            import torch.distributed as dist
-
-            dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.process_group)
-        return t
-
-
 class CurvatureOperator(LinearOperator):
-    """Base of :class:`HessianOperator` and :class:`GGNOperator`: parameter bookkeeping.
+    """Base of :class:`HessianOperator` and :class:`GGNOperator`: parameter bookkeeping and data.
 
     Besides flat vectors, products accept parameter-shaped dicts ``{name: tensor}`` over the
-    selected parameters (``param_names``) and return one.
+    selected parameters (``param_names``) and return one.  A product is the sample-weighted mean
+    over the data of per-batch products (:meth:`ModelFunction.data_mean`); when the data is one
+    batch, the per-batch graph is built once and reused by every product.  Subclasses build a
+    batch's graph (:meth:`_graph`) and multiply by it (:meth:`_products`).
     """
 
-    def __init__(self, fn: _ModelFunction):
+    cache_graph = True
+
+    def __init__(self, fn: ModelFunction):
         super().__init__(fn.size, fn.dtype, fn.device)
         self._fn = fn
         self.param_names = list(fn.names)
         self.param_shapes = {n: s for n, s in zip(fn.names, fn.shapes)}
-        self.num_samples = int(fn.total_samples)
+        self.meta: dict[str, Any] = {}
+        self._cached: tuple[int, Any] | None = None
+        if self.cache_graph and fn.single_batch:
+            with torch.enable_grad(), fn.evaluating(second_order=True):
+                (batch,) = fn.batches()
+                self._cached = batch_size(batch), self._graph(batch)
+
+    @property
+    def function(self) -> ModelFunction:
+        """The model, loss and data this operator is the curvature of."""
+        return self._fn
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in the data (over all ranks of the process group)."""
+        return int(self._fn.total_samples)
 
     def flatten(self, tensors: dict[str, Tensor]) -> Tensor:
         """A flat vector from a parameter-shaped dict (keys: exactly ``param_names``)."""
@@ -255,32 +191,39 @@ class CurvatureOperator(LinearOperator):
 
     def _matmat(self, vectors: Tensor) -> Tensor:
         fn = self._fn
-        with torch.enable_grad(), fn.guard():
-            out = self._local_matmat(vectors)
-        return fn._all_reduce(out.T.contiguous()).T  # collectives need a contiguous buffer: the rows
+        with torch.enable_grad(), fn.evaluating(second_order=True):
+            if self._cached is not None:
+                n, graph = self._cached
+                return fn.sum_over_ranks(self._products(graph, vectors) * n) / fn.count_over_ranks(n)
+            return fn.data_mean(lambda batch: self._products(self._graph(batch), vectors))
 
-    def _local_matmat(self, vectors: Tensor) -> Tensor:
+    def _graph(self, batch: Batch) -> Any:
+        raise NotImplementedError
+
+    def _products(self, graph: Any, vectors: Tensor) -> Tensor:
         raise NotImplementedError
 
 
 class HessianOperator(CurvatureOperator):
     """The Hessian of the sample-weighted mean loss in the selected parameters (see :func:`hessian`)."""
 
-    def __init__(self, fn: _ModelFunction, backend: Backend):
-        super().__init__(fn)
+    def __init__(self, fn: ModelFunction, backend: Backend):
         self.backend = backend
-        self._cached_grad: list[Tensor] | None = None
-        if backend == "double_backward" and fn.single_batch:
-            with torch.enable_grad(), fn.guard():
-                (weight, (inputs, targets)), = fn.batches()
-                self._cached_grad = self._gradient_graph(inputs, targets, weight)
+        self.cache_graph = backend == "double_backward"
+        super().__init__(fn)
 
-    def _gradient_graph(self, inputs: Any, targets: Tensor, weight: float) -> list[Tensor]:
+    def _graph(self, batch: Batch) -> Any:
+        if self.backend == "forward_over_reverse":
+            return batch  # nothing to cache: every product is one jvp of the batch gradient
         fn = self._fn
-        loss = fn.loss(fn.outputs(fn.params, inputs), targets) * weight
-        grads = torch.autograd.grad(loss, list(fn.params.values()), create_graph=True, allow_unused=True,
-                                    materialize_grads=True)
+        grads = torch.autograd.grad(fn.batch_loss(fn.params, batch), list(fn.params.values()), create_graph=True,
+                                    allow_unused=True, materialize_grads=True)
         return list(grads)
+
+    def _products(self, graph: Any, vectors: Tensor) -> Tensor:
+        if self.backend == "forward_over_reverse":
+            return self._forward_over_reverse(graph, vectors)
+        return self._double_backward(graph, vectors)
 
     def _double_backward(self, grads: list[Tensor], vectors: Tensor) -> Tensor:
         fn = self._fn
@@ -297,32 +240,21 @@ class HessianOperator(CurvatureOperator):
 
         return self.block_products(vectors.T.contiguous(), product).T  # rows: no copy when V = R.T
 
-    def _local_matmat(self, vectors: Tensor) -> Tensor:
-        fn = self._fn
-        if self._cached_grad is not None:
-            return self._double_backward(self._cached_grad, vectors)
-        total = torch.zeros_like(vectors)
-        for weight, (inputs, targets) in fn.batches():
-            if self.backend == "double_backward":
-                total += self._double_backward(self._gradient_graph(inputs, targets, weight), vectors)
-                continue
-            total += self._forward_over_reverse(inputs, targets, weight, vectors)
-        return total
-
-    def _forward_over_reverse(self, inputs: Any, targets: Tensor, weight: float, vectors: Tensor) -> Tensor:
+    def _forward_over_reverse(self, batch: Batch, vectors: Tensor) -> Tensor:
         """``jvp(grad L_b)``; floating targets ride along with explicit zero tangents (this avoids
         torch's immutable ZeroTensor tangent, which the forward derivative of ``mse_loss``'s
         backward writes into)."""
         fn = self._fn
+        targets = fn.targets(batch)
 
         def batch_grad(params: dict[str, Tensor], target: Tensor) -> dict[str, Tensor]:
-            return torch.func.grad(lambda p: fn.loss(fn.outputs(p, inputs), target) * weight)(params)
+            return torch.func.grad(lambda p: fn.loss(fn.outputs(p, batch), target))(params)
 
         primals = {n: p.detach() for n, p in fn.params.items()}
-        rng = fn.get_rng()  # every column sees the dropout masks of one forward pass
+        rng = fn.rng_state()  # every column sees the dropout masks of one forward pass
         columns = []
         for v in vectors.T.contiguous():  # rows: no copy when V = R.T
-            fn.set_rng(rng)
+            fn.restore_rng(rng)
             tangents = dict(zip(fn.names, fn.split(v)))
             if targets.is_floating_point():
                 _, hv = torch.func.jvp(batch_grad, (primals, targets), (tangents, torch.zeros_like(targets)))
@@ -335,24 +267,16 @@ class HessianOperator(CurvatureOperator):
 class GGNOperator(CurvatureOperator):
     """The generalised Gauss-Newton matrix ``J^T H_out J`` (see :func:`ggn`)."""
 
-    def __init__(self, fn: _ModelFunction):
-        super().__init__(fn)
-        self._cached: tuple | None = None
-        if fn.single_batch:
-            with torch.enable_grad(), fn.guard():
-                (weight, (inputs, targets)), = fn.batches()
-                self._cached = self._graphs(inputs, targets, weight)
-
-    def _graphs(self, inputs: Any, targets: Tensor, weight: float) -> tuple:
+    def _graph(self, batch: Batch) -> tuple:
         """Graphs for ``J^T u`` (linear in a dummy ``u``, for ``J v`` by double backward) and ``grad_f L``."""
         fn = self._fn
         params = list(fn.params.values())
-        out = fn.outputs(fn.params, inputs)
+        out = fn.outputs(fn.params, batch)
         dummy = torch.zeros_like(out, requires_grad=True)
         jt_dummy = torch.autograd.grad(out, params, dummy, create_graph=True, allow_unused=True,
                                        materialize_grads=True)
         out_leaf = out.detach().requires_grad_(True)
-        grad_out = torch.autograd.grad(fn.loss(out_leaf, targets) * weight, out_leaf, create_graph=True)[0]
+        grad_out = torch.autograd.grad(fn.loss(out_leaf, fn.targets(batch)), out_leaf, create_graph=True)[0]
         return out, dummy, list(jt_dummy), out_leaf, grad_out
 
     def _products(self, graphs: tuple, vectors: Tensor) -> Tensor:
@@ -377,18 +301,12 @@ class GGNOperator(CurvatureOperator):
 
         return self.block_products(vectors.T.contiguous(), product).T  # rows: no copy when V = R.T
 
-    def _local_matmat(self, vectors: Tensor) -> Tensor:
-        if self._cached is not None:
-            return self._products(self._cached, vectors)
-        total = torch.zeros_like(vectors)
-        for weight, (inputs, targets) in self._fn.batches():
-            total += self._products(self._graphs(inputs, targets, weight), vectors)
-        return total
 
-
+@analyzer
 def hessian(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None, mode: Mode = "eval",
             dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-            backend: Backend = "double_backward", process_group: Any = None) -> HessianOperator:
+            backend: Backend = "double_backward", process_group: Any = None,
+            output: OutputFn | None = None) -> HessianOperator:
     """The Hessian ``H = d^2 L / d theta^2`` of the mean loss over ``data`` as a lazy operator.
 
     ``L = sum_b n_b loss_fn(model(x_b), y_b) / N`` (batch means weighted by batch sizes).
@@ -403,14 +321,15 @@ def hessian(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec 
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    fn = _ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device,
-                        process_group=process_group)
+    fn = ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device,
+                       process_group=process_group, output=output)
     return HessianOperator(fn, backend)
 
 
+@analyzer
 def ggn(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = None, mode: Mode = "eval",
         dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-        process_group: Any = None) -> GGNOperator:
+        process_group: Any = None, output: OutputFn | None = None) -> GGNOperator:
     """The generalised Gauss-Newton matrix ``G = sum_b n_b J_b^T H_b J_b / N`` as a lazy operator.
 
     ``J_b`` is the Jacobian of the model outputs on batch ``b`` in the selected parameters and
@@ -420,6 +339,6 @@ def ggn(model: nn.Module, loss_fn: LossFn, data: Data, *, params: ParamSpec = No
     vector product (double backward through ``J^T u``), an output-space Hessian-vector product and
     a vector-Jacobian product.  Options as in :func:`hessian`.
     """
-    fn = _ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device,
-                        process_group=process_group)
+    fn = ModelFunction(model, loss_fn, data, params=params, mode=mode, dtype=dtype, device=device,
+                       process_group=process_group, output=output)
     return GGNOperator(fn)

@@ -37,6 +37,8 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from theorylab._params import ParamSpec, select_parameters
 from theorylab._state import MODES, Mode, preserved
+from theorylab.analyzer import analyzer
+from theorylab.functional import ModelFunction
 
 Reduce = Literal["mean", "sum", "none"]
 Method = Literal["jacobian", "ntk_vp"]
@@ -46,6 +48,7 @@ METHODS: tuple[str, ...] = ("jacobian", "ntk_vp")
 ParamDict = dict[str, Tensor]
 
 
+@analyzer
 def empirical_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None = None, *, params: ParamSpec = None,
                   reduce: Reduce = "mean", method: Method = "jacobian", block_size: int = 64,
                   mode: Mode = "eval", dtype: torch.dtype | None = None, process_group: Any = None) -> Tensor:
@@ -79,6 +82,7 @@ def empirical_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None = None, *, par
                          f"and {tuple(x2.shape[1:])}")
     selected = select_parameters(model, params)
     with preserved(model, mode=mode), torch.no_grad():
+        ModelFunction(model, variables=False, mode=mode).check_examples_independent()
         fn, theta = _functional(model, selected, dtype)
         ref = next(iter(theta.values()))
         x1 = x1.to(device=ref.device, dtype=ref.dtype if x1.is_floating_point() else x1.dtype)

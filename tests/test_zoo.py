@@ -1,0 +1,203 @@
+"""Every analyzer on the models researchers study (tests/zoo.py), and cross-checks only such models allow.
+
+Each analyzer runs on each model of the zoo and returns finite numbers, or raises one clear error that
+names the limitation; the model is left exactly as it was (the contract test checks the details on a
+smaller model).  Cross-checks: the causal-LM loss helper equals HuggingFace's own loss; the Hessian of
+a model with fused (SDPA) attention equals the Hessian of the same model with eager attention; the
+recurrent models get per-example gradients through the loop fallback, equal to one backward pass per
+example; a planted (B, T, d) activation gives its dormant fraction.
+"""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import theorylab as tl
+from theorylab.adapters import causal_lm_loss, last_token
+from theorylab.curvature import spectral_density, top_eigenvalues, trace
+from theorylab.gradients import gradient_noise_scale, gradient_statistics, per_example_gradients
+from theorylab.metrics import mean_loss
+from theorylab.representations import activation_ranks, dormant_ratio, weight_spectrum
+from theorylab.results import Result
+from theorylab.sharpness import adaptive_sharpness, average_sharpness, sam_sharpness
+
+from zoo import ZOO
+
+pytest.importorskip("transformers")
+
+
+def _probe(size, seed=0):
+    return torch.randn(size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _finite(value):
+    if isinstance(value, Result):
+        encoded = value.to_dict()
+        encoded.pop("meta")
+        return _finite(encoded)
+    if isinstance(value, dict):
+        return all(_finite(v) for k, v in value.items() if k != "type")
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, torch.Tensor):
+        return bool(torch.isfinite(value).all())
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
+ANALYSES = {
+    "hessian": lambda c: tl.hessian(c.model, c.loss_fn, c.data, mode=c.mode) @ _probe(
+        sum(p.numel() for p in c.model.parameters())),
+    "ggn": lambda c: tl.ggn(c.model, c.loss_fn, c.data, mode=c.mode) @ _probe(
+        sum(p.numel() for p in c.model.parameters())),
+    "top_eigenvalues": lambda c: top_eigenvalues(tl.hessian(c.model, c.loss_fn, c.data, mode=c.mode), k=2, tol=1e-3,
+                                                 seed=0),
+    "trace": lambda c: trace(tl.hessian(c.model, c.loss_fn, c.data, mode=c.mode), num_probes=6, method="hutch++",
+                             seed=0),
+    "spectral_density": lambda c: spectral_density(tl.hessian(c.model, c.loss_fn, c.data, mode=c.mode), num_steps=5,
+                                                   num_probes=1, seed=0),
+    "lambda_max": lambda c: tl.lambda_max(c.model, c.loss_fn, c.data, mode=c.mode, tol=1e-3),
+    "sam_sharpness": lambda c: sam_sharpness(c.model, c.loss_fn, c.data, rho=0.01, mode=c.mode),
+    "adaptive_sharpness": lambda c: adaptive_sharpness(c.model, c.loss_fn, c.data, rho=0.01, steps=2, mode=c.mode),
+    "average_sharpness": lambda c: average_sharpness(c.model, c.loss_fn, c.data, rho=0.01, num_draws=3, mode=c.mode),
+    "per_example_gradients": lambda c: per_example_gradients(c.model, c.loss_fn, c.data, mode=c.mode),
+    "gradient_statistics": lambda c: gradient_statistics(c.model, c.loss_fn, c.data, mode=c.mode),
+    "gradient_noise_scale": lambda c: gradient_noise_scale(c.model, c.loss_fn, c.batch, small_batch=2, big_batch=4,
+                                                           num_pairs=2, mode=c.mode),
+    "activation_ranks": lambda c: activation_ranks(c.model, c.data, layers=c.layers, mode=c.mode),
+    "dormant_ratio": lambda c: dormant_ratio(c.model, c.data, layers=c.layers, mode=c.mode),
+    "weight_spectrum": lambda c: weight_spectrum(c.model, min_tail=3),
+    "model_collapse": lambda c: tl.model_collapse(c.model, c.data, layer=None if c.classifier else c.layers[-1],
+                                                  classifier=c.classifier, mode=c.mode),
+    "mean_loss": lambda c: mean_loss(c.model, c.loss_fn, c.data, mode=c.mode),
+}
+
+# where an analysis does not apply, the one clear error it must raise
+LIMITS = {
+    ("gpt2", "model_collapse"): "labels must have shape",  # a language model has token labels, not classes
+}
+
+
+@pytest.fixture(scope="module", params=sorted(ZOO))
+def case(request):
+    return ZOO[request.param]()
+
+
+@pytest.mark.parametrize("analysis", sorted(ANALYSES))
+def test_every_analyzer_runs_on_every_model_or_says_why_not(case, analysis):
+    state = {k: v.clone() for k, v in case.model.state_dict().items()}
+    modes = [m.training for m in case.model.modules()]
+    limit = LIMITS.get((case.name, analysis))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the vmap fallback's one-line note
+        if limit is not None:
+            with pytest.raises(ValueError, match=limit):
+                ANALYSES[analysis](case)
+        else:
+            assert _finite(ANALYSES[analysis](case))
+    assert all(torch.equal(v, state[k]) for k, v in case.model.state_dict().items())
+    assert [m.training for m in case.model.modules()] == modes
+
+
+def test_causal_lm_loss_equals_huggingface_loss():
+    case = ZOO["gpt2"]()
+    batch = case.data[0]
+    with torch.no_grad():
+        theirs = case.model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+        ours = causal_lm_loss(case.model(input_ids=batch["input_ids"]).logits, batch["labels"])
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-12)
+    assert mean_loss(case.model, causal_lm_loss, batch) == pytest.approx(float(theirs), rel=1e-12)
+
+
+def test_hessian_with_fused_attention_equals_hessian_with_eager_attention():
+    from transformers import GPT2LMHeadModel
+
+    case = ZOO["gpt2"]()
+    config = case.model.config
+    config._attn_implementation = "eager"
+    eager = GPT2LMHeadModel(config).double().eval()
+    eager.load_state_dict(case.model.state_dict())
+    config._attn_implementation = "sdpa"
+    v = _probe(sum(p.numel() for p in case.model.parameters()), seed=1)
+    fused = tl.hessian(case.model, causal_lm_loss, case.data) @ v
+    reference = tl.hessian(eager, causal_lm_loss, case.data) @ v
+    torch.testing.assert_close(fused, reference, rtol=1e-10, atol=1e-12)
+    assert fused.norm() > 0
+
+
+def test_tied_embedding_is_one_parameter_with_both_names():
+    case = ZOO["gpt2"]()
+    op = tl.hessian(case.model, causal_lm_loss, case.data, params="lm_head")
+    assert op.param_names == ["transformer.wte.weight"]
+    assert op.meta["params"] == ["transformer.wte.weight (tied: lm_head.weight)"]
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_recurrent_per_example_gradients_equal_one_backward_per_example(kind):
+    case = ZOO[kind]()
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        grads = per_example_gradients(case.model, case.loss_fn, case.data)
+    x, y = case.batch
+    for i in range(len(y)):
+        case.model.zero_grad()
+        case.loss_fn(case.model(x[i:i + 1]), y[i:i + 1]).backward()
+        expected = torch.cat([p.grad.reshape(-1) for p in case.model.parameters()])
+        torch.testing.assert_close(grads[i], expected, rtol=1e-10, atol=1e-12)
+    case.model.zero_grad(set_to_none=True)
+
+
+def test_gru_falls_back_to_a_loop_with_one_warning():
+    case = ZOO["gru"]()
+    with pytest.warns(RuntimeWarning, match="vmap cannot batch"):
+        gradient_statistics(case.model, case.loss_fn, case.data, chunk_size=2)
+
+
+class _Planted(nn.Module):
+    """A transformer-style MLP activation (B, T, 64) whose last 16 features are dead."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.Linear(8, 64)
+        self.act = nn.ReLU()
+        with torch.no_grad():
+            self.up.weight[48:] = 0
+            self.up.bias[48:] = -1.0
+
+    def forward(self, x):
+        return self.act(self.up(x)).mean(1)
+
+
+def test_dormant_ratio_of_sequence_activations_counts_features_not_positions():
+    model = _Planted().double()
+    x = torch.randn(5, 7, 8, dtype=torch.float64)
+    result = dormant_ratio(model, (x, torch.zeros(5)), layers="act")
+    assert result.num_neurons[0] == 64
+    assert result.dormant_fraction[0] == pytest.approx(0.25)
+    flat = dormant_ratio(model, (x, torch.zeros(5)), layers="act", layout="flat")
+    assert flat.num_neurons[0] == 7 * 64
+
+
+def test_sequence_activation_ranks_use_tokens_as_samples_and_the_smaller_gram():
+    model = _Planted().double()
+    x = torch.randn(3, 7, 8, dtype=torch.float64)
+    tokens = activation_ranks(model, (x, torch.zeros(3)), layers="act")
+    flat = activation_ranks(model, (x, torch.zeros(3)), layers="act", layout="flat")
+    rows = model.act(model.up(x)).detach()
+    for result, matrix in ((tokens, rows.reshape(-1, 64)), (flat, rows.reshape(3, -1))):
+        sigma = torch.linalg.svdvals(matrix).numpy()
+        p = sigma / sigma.sum()
+        p = p[p > 0]
+        assert result.effective_rank[0] == pytest.approx(float(np.exp(-(p * np.log(p)).sum())), rel=1e-9)
+        assert result.dimension[0] == matrix.shape[1]
+
+
+def test_weight_spectrum_skips_class_tokens_and_says_so():
+    case = ZOO["vit"]()
+    result = weight_spectrum(case.model, min_tail=3)
+    assert "cls_token" in result.skipped and "not a matrix" in result.skipped["cls_token"]
+    assert "pos_embed" in result.layers and result.eigenvalues["pos_embed"].shape == (5,)  # a 5 x 16 matrix
