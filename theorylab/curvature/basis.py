@@ -83,9 +83,11 @@ def resolve_storage(op_dtype: torch.dtype, op_device: torch.device, basis_dtype:
         device = op_device if basis_device is None else torch.device(basis_device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"unknown basis_device {basis_device!r} (use cpu, cuda or cuda:N)") from exc
-    if device.type not in ("cpu", op_device.type) or (device.type == "cuda" and device != op_device):
+    if device.type == "cpu":
+        return dtype, device
+    if device.type != op_device.type or None not in (device.index, op_device.index) and device != op_device:
         raise ValueError(f"basis_device must be the CPU or the operator's device {op_device}, got {device}")
-    return dtype, device
+    return dtype, op_device  # "cuda" and "cuda:0" name the same device here
 
 
 def _itemsize(dtype: torch.dtype) -> int:
