@@ -189,6 +189,18 @@ def test_a_segmented_basis_grows_with_the_rows_stored_without_moving_them():
         basis.store(10, rows[0])
 
 
+def test_top_eigenvalues_allocates_the_basis_as_its_rows_fill(monkeypatch):
+    basis_module = importlib.import_module("theorylab.curvature.basis")
+    lanczos_module = importlib.import_module("theorylab.curvature.lanczos")
+    monkeypatch.setattr(lanczos_module, "SEGMENT_BYTES", 1)  # rows bigger than a segment: one row each
+    a = symmetric_matrix(np.concatenate([np.linspace(0.0, 1.0, 395), [2.0, 3.0, 4.0, 5.0, 6.0]]), seed=13)
+    result = top_eigenvalues(a, 1, tol=1e-8)
+    assert result.basis_bytes == (result.num_matvecs + 1) * _row_bytes(400, torch.float64) < 50 * 3200
+    with pytest.raises(ValueError, match="segment_rows"):
+        basis_module.KrylovBasis(10, 5, compute_dtype=torch.float64, compute_device=torch.device("cpu"),
+                                 storage_dtype=torch.float64, storage_device=torch.device("cpu"), segment_rows=0)
+
+
 def test_out_of_restarts_returns_the_unconverged_pairs_as_they_are():
     eigenvalues = np.concatenate([np.linspace(0.0, 1.0, 395), 1.0 + 1e-4 * np.arange(1, 6)])
     a = symmetric_matrix(eigenvalues, seed=10)

@@ -135,6 +135,8 @@ class KrylovBasis:
         self.capacity, self.rows_per_chunk, staged_row = plan(
             self.size, rows, budget, compute_dtype=compute_dtype, compute_device=self.compute_device,
             storage_dtype=storage_dtype, storage_device=self.storage_device)
+        if segment_rows is not None and segment_rows < 1:
+            raise ValueError(f"segment_rows must be a positive integer or None, got {segment_rows!r}")
         self.segment_rows = max(1, min(self.capacity, segment_rows or self.capacity))
         self._segments: list[Tensor] = []
         self._staging: list[Tensor] = []

@@ -498,8 +498,8 @@ def top_eigenvalues(op: LinearOperator | Tensor | np.ndarray, k: int = 1, *, whi
                              f"{storage['storage_dtype']}; top_eigenvalues(k={k}) needs at least {k + 2}: raise the "
                              "budget or store the basis in a lower precision (basis_dtype)")
         # the rows a search needs are not known: segments allocated as they fill
-        basis = KrylovBasis(size, capacity, **storage, segment_rows=SEGMENT_BYTES // (
-            size * torch.empty((), dtype=storage["storage_dtype"]).element_size()))
+        basis = KrylovBasis(size, capacity, **storage, segment_rows=max(1, SEGMENT_BYTES // (
+            size * torch.empty((), dtype=storage["storage_dtype"]).element_size())))
         generator = torch.Generator().manual_seed(int(seed))
         start_matvecs = op.num_matvecs
         num_runs, checked = 0, False
