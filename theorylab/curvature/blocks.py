@@ -4,9 +4,9 @@ A curvature product is a backward pass through a cached graph.  ``torch.autograd
 is_grads_batched=True)`` runs it once for a block of ``b`` vectors (``vmap`` over the vectors fed
 to the backward pass), which pays where a single product leaves the hardware idle (small models
 on a GPU), and not where one product already keeps it busy (measured on a 2-core CPU: the same
-time per vector).  :class:`BlockProducts` decides by measuring: the first block of at least
-:data:`MEASURE_FROM` vectors is split in halves, one multiplied batched and the other one vector at
-a time, and the faster way per vector is kept for the operator's later blocks.  Either way the
+time per vector).  :class:`BlockProducts` decides by measuring: in the first block of at least
+``2 * MEASURED`` vectors, :data:`MEASURED` are multiplied batched and as many one at a time, and
+the faster way per vector does the rest of the block and the operator's later blocks.  Either way the
 products agree to rounding; set ``mode`` to "loop" or "batched" to fix the choice (for bitwise
 reproducible products).  A backward pass that ``vmap`` cannot batch falls back to the loop.
 
@@ -24,8 +24,8 @@ from torch import Tensor
 
 BlockMode = Literal["auto", "loop", "batched"]
 BLOCK_MODES: tuple[str, ...] = ("auto", "loop", "batched")
-#: the smallest block on which "auto" measures (halves of 2 vectors or more)
-MEASURE_FROM = 4
+#: vectors multiplied each way when "auto" measures
+MEASURED = 2
 
 
 def split_rows(block: Tensor, shapes: Sequence[torch.Size], batched: bool) -> list[Tensor]:
@@ -75,7 +75,7 @@ class BlockProducts:
         k = rows.shape[0]
         if k == 1:
             return product(rows, False)
-        if self.choice == "loop" or (self.choice is None and k < MEASURE_FROM):
+        if self.choice == "loop" or (self.choice is None and k < 2 * MEASURED):
             return self._loop(rows, product)
         if self.choice == "batched":
             try:
@@ -85,15 +85,15 @@ class BlockProducts:
                     raise
                 self.choice = "loop"
                 return self._loop(rows, product)
-        half = k // 2
         try:
-            batched_s, first = _timed(lambda: product(rows[:half], True), rows.device)
+            batched_s, first = _timed(lambda: product(rows[:MEASURED], True), rows.device)
         except RuntimeError:  # vmap cannot batch this backward pass (or the batch does not fit)
             self.choice = "loop"
             return self._loop(rows, product)
-        loop_s, second = _timed(lambda: self._loop(rows[half:], product), rows.device)
-        self.choice = "batched" if batched_s / half < loop_s / (k - half) else "loop"
-        return torch.cat([first, second])
+        loop_s, second = _timed(lambda: self._loop(rows[MEASURED:2 * MEASURED], product), rows.device)
+        self.choice = "batched" if batched_s < loop_s else "loop"
+        rest = [self(rows[2 * MEASURED:], product)] if k > 2 * MEASURED else []
+        return torch.cat([first, second, *rest])
 
     @staticmethod
     def _loop(rows: Tensor, product: Callable[[Tensor, bool], Tensor]) -> Tensor:
