@@ -18,14 +18,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
+# peers of the cross-check tests and benchmarks, installed without their dependencies: curvlinops needs
+# backpack-for-pytorch, which pulls torchvision (a CUDA build); what curvlinops imports is pure Python
+PEERS := curvlinops-for-pytorch==3.0.1 linear_operator==0.6.1 einconv==0.1.0 einops==0.8.2 opt_einsum==3.4.0 \
+	hessian-eigenthings==1.0.0a5
+$(VENV)/.peers: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps $(PEERS)
+	touch $@
+
 verify: $(VENV)/.installed
 	$(VENV)/bin/theorylab verify --scale $(SCALE)
 
 # two single-threaded workers: the tests are many small problems (threads would only contend)
-test: $(VENV)/.installed
+test: $(VENV)/.peers
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.peers
 	$(PY) benchmarks/run_all.py --device $(DEVICE)
 
 clean:

@@ -50,9 +50,9 @@ def ntk_convergence(ctx: Context) -> Outcome:
     points_w, points_e = [], []
     for width in widths:
         for s in range(seeds):
-            model = MLP(10, [width] * depth, 1, parametrization="ntk", weight_std=math.sqrt(sw2),
-                        bias_std=math.sqrt(sb2), seed=ctx.seed * 1000 + s * 7919 + width).double().to(ctx.device)
-            k = empirical_ntk(model, x.to(ctx.device)).cpu()
+            model = MLP(10, [width] * depth, 1, parametrization="ntk", weight_var=sw2,
+                        bias_var=sb2, seed=ctx.seed * 1000 + s * 7919 + width).double().to(ctx.device)
+            k = torch.from_numpy(empirical_ntk(model, x.to(ctx.device)).kernel)
             points_w.append(width)
             points_e.append(float(torch.linalg.norm(k - exact) / torch.linalg.norm(exact)))
     w_arr, e_arr = np.array(points_w, dtype=float), np.array(points_e)
@@ -104,16 +104,16 @@ def lazy_training(ctx: Context) -> Outcome:
     for width in widths:
         gaps = []
         for s in range(seeds):
-            model = MLP(8, [width] * depth, 1, parametrization="ntk", weight_std=math.sqrt(2.0),
+            model = MLP(8, [width] * depth, 1, parametrization="ntk", weight_var=2.0,
                         seed=ctx.seed * 1000 + s * 7919 + width).to(ctx.device)
-            k0 = empirical_ntk(model, x)
-            k0_star = empirical_ntk(model, x_test, x)
+            k0 = torch.from_numpy(empirical_ntk(model, x).kernel)
+            k0_star = torch.from_numpy(empirical_ntk(model, x_test, x).kernel)
             with torch.no_grad():
                 f0, f0_test = model(x), model(x_test)
             _, lin_test = linearized_gd(k0.cpu(), k0_star.cpu(), y.cpu(), lr=lr, steps=steps, f0_train=f0.cpu(),
                                         f0_test=f0_test.cpu())
             run = train(model, mse, (x, y), steps=steps, lr=lr)
-            k_end = empirical_ntk(model, x)
+            k_end = torch.from_numpy(empirical_ntk(model, x).kernel)
             changes.append(float(torch.linalg.norm(k_end - k0) / torch.linalg.norm(k0)))
             change_w.append(width)
             with torch.no_grad():

@@ -56,7 +56,7 @@ def linear_stability(ctx: Context) -> Outcome:
     for optimizer, etas, steps in (("gd", gd_etas, gd_steps), ("sgd", sgd_etas, sgd_steps)):
         for eta in etas:
             for seed in seeds:
-                model = MLP(dim, [width], 1, weight_std=2 ** 0.5, seed=seed).double().to(ctx.device)
+                model = MLP(dim, [width], 1, weight_var=2.0, seed=seed).double().to(ctx.device)
                 initial = mean_loss(model, mse, data)
                 res = train(model, mse, data, steps=steps, lr=eta, optimizer=optimizer,
                             batch_size=None if optimizer == "gd" else 1, seed=seed,

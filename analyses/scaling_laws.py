@@ -92,7 +92,7 @@ def chinchilla_replication(ctx: Context) -> Outcome:
                  f"({boot.lower[3]:.3f}, {boot.upper[3]:.3f}), beta ({boot.lower[4]:.3f}, {boot.upper[4]:.3f}); "
                  f"averaged: alpha {mean_params[3]:.3f}, beta {mean_params[4]:.3f}",
         numbers={"params": res.parameters, "stderr": dict(zip(res.param_names, res.stderr.tolist())),
-                 "objective": res.objective, "n_reached": res.n_reached, "bootstrap_n": n_boot,
+                 "objective": res.objective, "num_reached": res.num_reached, "bootstrap_n": n_boot,
                  "bootstrap_lower": boot.lower, "bootstrap_upper": boot.upper,
                  "bootstrap_stderr": boot.stderr, "averaged_huber_params": mean_params,
                  "averaged_huber_starts": len(starts)},
@@ -132,7 +132,7 @@ def data_scaling(ctx: Context) -> Outcome:
     binom = np.sqrt(mean * (1 - mean) / (len(y_test) * seeds))
     se = np.maximum(errors.std(axis=1, ddof=1) / np.sqrt(seeds), binom)
     m = np.asarray(sizes, dtype=float)
-    res = fit({"m": m[:n_fit], "error": mean[:n_fit]}, "power", x=["m"], y="error", loss="mse", seed=ctx.seed)
+    res = fit({"m": m[:n_fit], "error": mean[:n_fit]}, "power", x=["m"], y="error", penalty="mse", seed=ctx.seed)
     band = res.predict_interval(m=m[n_fit:])
     se_fit = band.mean * np.log(band.upper / band.mean) / stats.norm.ppf(0.975)
     z = (band.mean - mean[n_fit:]) / np.sqrt(se[n_fit:] ** 2 + se_fit ** 2)

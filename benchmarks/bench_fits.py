@@ -75,7 +75,7 @@ def main() -> None:
     for name, t, obj in rows:
         print(f"{name:62s} {t:52s} {obj:.12g}")
     print(f"\nbaseline: {reached} of {len(starts)} starts reached its best objective; "
-          f"theorylab multi-start: {ms.n_reached} of {ms.n_starts}")
+          f"theorylab multi-start: {ms.num_reached} of {ms.num_starts}")
     print(f"speed-up of variable projection over the 4,500-start grid: {base_full / vp_time:,.0f}x")
     print(f"speed-up of exact-gradient over finite-difference multi-start (same starts): {base_time / ms_time:.1f}x")
     print(f"objective, varpro vs multi-start L-BFGS: relative difference {abs(res.objective / ms.objective - 1):.2e}")
@@ -84,7 +84,7 @@ def main() -> None:
     print(f"objective, varpro vs the reference 1.01827402e-3: relative difference "
           f"{abs(res.objective / REFERENCE_OBJECTIVE - 1):.2e} (the reference has 9 significant digits)")
     print(f"\nbootstrap: {args.bootstrap} resamples on {args.workers} workers in {boot_time:.1f} s "
-          f"(target < 30 s); {boot.n_failed} failed")
+          f"(target < 30 s); {boot.num_failed} failed")
     for name in ("alpha", "beta"):
         lo, hi = boot.interval(name)
         print(f"  {name}: 95% CI ({lo:.4f}, {hi:.4f}); Epoch (4,000 resamples): {EPOCH_CI[name]}")

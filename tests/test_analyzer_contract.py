@@ -12,6 +12,7 @@ parameter, existing ``.grad`` and a user's hook, over a loader of uneven batches
 
 A new public analyzer must be registered (declared with ``@analyzer``) and get an entry in ``CALLS``.
 """
+import copy
 import importlib
 import inspect
 import random
@@ -27,7 +28,8 @@ from theorylab.curvature.operators import LinearOperator
 from theorylab.results import Result
 
 ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gradients", "theorylab.kernels",
-                    "theorylab.representations", "theorylab.collapse", "theorylab.metrics"]
+                    "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
+                    "theorylab.alignment"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -58,10 +60,24 @@ def _case(dtype=torch.float64):
     return model, nn.CrossEntropyLoss(), [(x[:5], y[:5]), (x[5:11], y[5:11]), (x[11:], y[11:])], (x, y)
 
 
+def _other(model):
+    """A second network of the same architecture (analyzers of two models only read it)."""
+    other = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        for p in other.parameters():
+            # float32 arithmetic: the float32 and float64 copies of a model get the same other network
+            p.copy_((p.float() + 0.3 * torch.randn(p.shape, generator=g)).to(p.dtype))
+    return other
+
+
 # name -> (model, loss, loader, batch) -> (args, kwargs); stochastic analyzers get an explicit seed
 CALLS = {
     "hessian": lambda m, loss, data, b: ((m, loss, data), {}),
     "ggn": lambda m, loss, data, b: ((m, loss, data), {}),
+    "fisher": lambda m, loss, data, b: ((m, loss, data), {"num_draws": 2, "seed": 3}),
+    "empirical_fisher": lambda m, loss, data, b: ((m, loss, data), {"chunk_size": 4}),
+    "kfac": lambda m, loss, data, b: ((m, loss, data), {"params": ["body.0", "body.4", "head"]}),
     "lambda_max": lambda m, loss, data, b: ((m, loss, data), {"seed": 3, "tol": 1e-8}),
     "stability_ratios": lambda m, loss, data, b: ((m, loss, data), {"lr": 0.1, "num_probes": 4, "seed": 3}),
     "sam_sharpness": lambda m, loss, data, b: ((m, loss, data), {"rho": 0.05}),
@@ -77,6 +93,7 @@ CALLS = {
     "parameter_snapshot": lambda m, loss, data, b: ((m,), {}),
     "distance_from_init": lambda m, loss, data, b: ((m, {n: p.detach() * 0 for n, p in m.named_parameters()}), {}),
     "empirical_ntk": lambda m, loss, data, b: ((m, b[0][:5]), {"block_size": 2}),
+    "empirical_ntk_blocks": lambda m, loss, data, b: ((m, b[0][:5], b[0][5:7]), {"block_size": 2}),
     "layer_activations": lambda m, loss, data, b: ((m, data), {"layers": ["body.2", "head"]}),
     "activation_ranks": lambda m, loss, data, b: ((m, data), {"layers": ["body.2", "body.5"]}),
     "dormant_ratio": lambda m, loss, data, b: ((m, data), {"layers": ["body.2"]}),
@@ -85,15 +102,19 @@ CALLS = {
     "model_collapse": lambda m, loss, data, b: ((m, data), {"classifier": "head"}),
     "layerwise_collapse": lambda m, loss, data, b: ((m, data), {"layers": ["body.2", "body.5"]}),
     "mean_loss": lambda m, loss, data, b: ((m, loss, data), {}),
+    "loss_surface": lambda m, loss, data, b: ((m, loss, data), {"num_points": 3, "seed": 3}),
+    "linear_interpolation": lambda m, loss, data, b: ((m, _other(m), loss, data), {"num_points": 3}),
+    "weight_matching": lambda m, loss, data, b: ((m, _other(m)), {"seed": 3}),
     "accuracy": lambda m, loss, data, b: ((m, data), {}),
 }
 
 
 # functions of a model that measure nothing themselves: they select layers or stream activations for analyzers
-BUILDING_BLOCKS = {"resolve_layers", "stream_activations", "weight_matrices"}
+BUILDING_BLOCKS = {"resolve_layers", "stream_activations", "weight_matrices", "random_direction", "interpolation_state",
+                   "chain_spec", "random_permutation", "check_symmetry"}
 # analyzers of single examples: undefined where BatchNorm in train mode couples the examples of a batch
-PER_EXAMPLE = {"per_example_gradients", "gradient_statistics", "per_parameter_snr", "group_gradient_cosines",
-               "gradient_ranks", "empirical_ntk"}
+PER_EXAMPLE = {"per_example_gradients", "empirical_fisher", "gradient_statistics", "per_parameter_snr",
+               "group_gradient_cosines", "gradient_ranks", "empirical_ntk", "empirical_ntk_blocks"}
 
 
 def test_every_registered_analyzer_is_covered_and_every_public_model_function_is_registered():
@@ -232,7 +253,7 @@ def test_shared_options_are_validated_with_one_message(name):
         value, message = bad[option]
         call_args = list(args)
         if option == "loss_fn":
-            call_args[1] = value
+            call_args[list(inspect.signature(spec.function).parameters).index("loss_fn")] = value
             with pytest.raises(ValueError, match=message):
                 spec.function(*call_args, **kwargs)
             continue

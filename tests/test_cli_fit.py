@@ -29,8 +29,8 @@ def test_csv_round_trip_writes_json_markdown_and_figures(chin_csv, tmp_path, cap
     direct = fit(load_chinchilla(), "chinchilla")
     assert saved["fit"]["objective"] == pytest.approx(direct.objective, rel=1e-12)
     assert printed["params"]["alpha"] == pytest.approx(direct["alpha"], rel=1e-12)
-    assert saved["choices"]["loss"] == "huber" and saved["choices"]["delta"] == 1e-3
-    assert saved["bootstrap"]["n_resamples"] == 8 and "backtest" in saved and "compute_optimal" in saved
+    assert saved["choices"]["penalty"] == "huber" and saved["choices"]["delta"] == 1e-3
+    assert saved["bootstrap"]["num_resamples"] == 8 and "backtest" in saved and "compute_optimal" in saved
     assert "alpha" in (out / "report.md").read_text()
     for name in ("fitted_vs_observed", "contours", "bootstrap", "backtest"):
         assert (out / f"{name}.png").stat().st_size > 1000

@@ -272,7 +272,7 @@ def test_classifier_multipliers_are_applied_once():
     """muP layers compute multiplier * W h + bias_multiplier * b: the effective classifier is used."""
     from theorylab.collapse import _classifier_of
 
-    model = MLP(6, [16], 3, parametrization="mup", bias_std=1.0, seed=0).double()
+    model = MLP(6, [16], 3, parametrization="mup", bias_var=1.0, seed=0).double()
     weight, bias = _classifier_of(model, "readout")
     h = torch.randn(5, 16, dtype=torch.float64)
     torch.testing.assert_close(h @ weight.T + bias, model.readout(h), rtol=1e-12, atol=1e-12)

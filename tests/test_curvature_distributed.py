@@ -13,7 +13,7 @@ from torch import nn
 from theorylab.batches import iter_batches
 from theorylab.curvature import ggn, hessian, spectral_density, top_eigenvalues, trace
 from theorylab.gradients import gradient_statistics
-from theorylab.kernels import empirical_ntk
+from theorylab.kernels import empirical_ntk, empirical_ntk_blocks
 from theorylab.metrics import accuracy, mean_loss
 from theorylab.representations import dormant_ratio
 from theorylab.sharpness import adaptive_sharpness, average_sharpness, lambda_max, sam_sharpness
@@ -44,8 +44,8 @@ def _measure(model, loss, data, cross, group=None):
     g = ggn(model, loss, data, process_group=group)
     probes = torch.randn(h.shape[0], 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     return {
-        "ntk": empirical_ntk(model, _inputs(data), block_size=4, process_group=group).numpy(),
-        "ntk_cross": empirical_ntk(model, _inputs(data), cross, reduce="none", process_group=group).numpy(),
+        "ntk": empirical_ntk(model, _inputs(data), block_size=4, process_group=group).kernel,
+        "ntk_cross": empirical_ntk_blocks(model, _inputs(data), cross, process_group=group).blocks,
         "hessian": (h @ probes).numpy(), "hessian_forward": (h_forward @ probes).numpy(), "ggn": (g @ probes).numpy(),
         "top": top_eigenvalues(h, 2, tol=1e-10).values,
         "trace": np.array([trace(h, num_probes=12, method="hutch++", seed=3).estimate]),

@@ -53,7 +53,7 @@ def test_class_imbalance_and_batches():
 def test_mlp_parametrizations_have_the_stated_variances(parametrization):
     torch.manual_seed(0)
     n, d = 512, 32
-    m = MLP(d, [n, n], 1, parametrization=parametrization, weight_std=1.3, seed=0)
+    m = MLP(d, [n, n], 1, parametrization=parametrization, weight_var=1.3 ** 2, seed=0)
     eff = [layer.multiplier * layer.weight for layer in list(m.hidden_layers) + [m.readout]]
     fan_ins = [d, n, n]
     for i, (w, fan_in) in enumerate(zip(eff, fan_ins)):

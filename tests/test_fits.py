@@ -18,6 +18,7 @@ from theorylab.fits import (
     multistart_lbfgs,
 )
 from theorylab.fits.compute_optimal import numerical_optimum
+from theorylab.fits.diagnostics import SuspectFitWarning
 from theorylab.fits.expressions import parse_expression
 from theorylab.fits.forms import broken, chinchilla, expression, kaplan
 from theorylab.fits.optimize import Problem, nnls_batched
@@ -62,7 +63,7 @@ def test_kaplan_recovers_parameters():
     Nc, Dc, aN, aD = 8.8e13, 5.4e13, 0.076, 0.095
     L = ((Nc / N) ** (aN / aD) + Dc / D) ** aD
     res = fit({"N": N, "D": D, "loss": L}, "kaplan", starts=24)
-    assert res.method == "lbfgs" and res.n_reached >= 1
+    assert res.method == "lbfgs" and res.num_reached >= 1
     np.testing.assert_allclose([res["N_c"], res["D_c"], res["alpha_N"], res["alpha_D"]], [Nc, Dc, aN, aD], rtol=1e-5)
 
 
@@ -137,7 +138,7 @@ def test_gradient_matches_finite_differences(loss, make, chin):
 
 # --- the Chinchilla replication (Besiroglu et al. 2024) ------------------------------------------
 def test_chinchilla_reproduces_epoch_optimum(chin_fit):
-    assert chin_fit.n_points == 240
+    assert chin_fit.num_points == 240
     assert chin_fit.objective == pytest.approx(1.01827402e-3, rel=1e-8)
     for k, v in EPOCH.items():
         assert chin_fit[k] == pytest.approx(v, abs=0.5 * 10 ** (np.floor(np.log10(abs(v))) - 3)), k
@@ -147,13 +148,13 @@ def test_chinchilla_reproduces_epoch_optimum(chin_fit):
 
 def test_varpro_and_multistart_lbfgs_reach_the_same_optimum(chin, chin_fit):
     ms = fit(chin, "chinchilla", method="lbfgs", starts=hoffmann_grid()[::150])
-    assert ms.n_starts == 30 and 1 <= ms.n_reached < 30
+    assert ms.num_starts == 30 and 1 <= ms.num_reached < 30
     assert ms.objective == pytest.approx(chin_fit.objective, rel=1e-9)
     np.testing.assert_allclose(ms.params, chin_fit.params, rtol=1e-5)
 
 
 def test_summed_and_mean_huber_differ_only_through_early_stopping(chin, chin_fit):
-    n = chin_fit.n_points
+    n = chin_fit.num_points
     mean_scaled = fit(chin, "chinchilla", reduction="mean")
     assert mean_scaled.objective * n == pytest.approx(chin_fit.objective, rel=1e-9)
     np.testing.assert_allclose(mean_scaled.params, chin_fit.params, rtol=1e-5)
@@ -174,7 +175,7 @@ def test_bootstrap_intervals_cover_the_truth():
     for rep in range(20):
         rng = np.random.default_rng(100 + rep)
         y = (0.3 + 4.0 * x ** -true_alpha) * np.exp(0.03 * rng.normal(size=x.size))
-        res = fit({"x": x, "loss": y}, "power", loss="mse", grid_size=200, polish=1)
+        res = fit({"x": x, "loss": y}, "power", penalty="mse", grid_size=200, polish=1)
         boot = res.bootstrap(40, seed=rep, level=0.9)
         lo, hi = boot.interval("alpha")
         covered += lo <= true_alpha <= hi
@@ -190,7 +191,7 @@ def test_bootstrap_is_reproducible_and_independent_of_workers(chin_fit):
     one = chin_fit.bootstrap(16, seed=3)
     two = chin_fit.bootstrap(16, seed=3, workers=2)
     np.testing.assert_array_equal(one.replicates, two.replicates)
-    assert one.n_failed == 0 and np.all(one.lower < chin_fit.params) and np.all(chin_fit.params < one.upper)
+    assert one.num_failed == 0 and np.all(one.lower < chin_fit.params) and np.all(chin_fit.params < one.upper)
     band = chin_fit.predict_interval(N=[1e9, 1e12], D=[2e10, 2e13], bootstrap=one)
     replicate_predictions = [chin_fit.law().predict({"N": np.array([1e12]), "D": np.array([2e13])}, p)[0]
                              for p in one.replicates]
@@ -296,7 +297,7 @@ def test_bad_input_is_a_clear_value_error(table, match):
 
 
 def test_bad_options_are_rejected(chin):
-    for kwargs, match in [({"loss": "l2"}, "loss must be"), ({"method": "newton"}, "method must be"),
+    for kwargs, match in [({"penalty": "l2"}, "penalty must be"), ({"method": "newton"}, "method must be"),
                           ({"reduction": "median"}, "reduction"), ({"delta": -1.0}, "delta")]:
         with pytest.raises(ValueError, match=match):
             fit(chin, "chinchilla", **kwargs)
@@ -332,3 +333,106 @@ def test_expression_rejects_unsafe_or_bad_input(text, match):
 def test_expression_rejects_unknown_names_when_parameters_are_declared():
     with pytest.raises(ValueError, match="unknown name"):
         parse_expression("E + A * N**-alpha + Z", variables=("N",), parameters=("E", "A", "alpha"))
+
+
+# --- large tables: bounded memory, the same optimum ----------------------------------------------
+def test_profile_in_chunks_equals_the_whole_grid(chin, monkeypatch):
+    from theorylab.fits import optimize
+
+    form = chinchilla()
+    problem = Problem(form, {"N": chin.N.to_numpy(), "D": chin.D.to_numpy()}, chin.loss.to_numpy(), Loss())
+    grid = optimize.nonlinear_natural(form, optimize.exponent_grid(problem, 400, 0))
+    whole = optimize.profile(problem, grid)
+    monkeypatch.setattr(optimize, "PROFILE_BYTES", 1)  # one grid point per chunk
+    chunked = optimize.profile(problem, grid)
+    np.testing.assert_array_equal(whole[1], chunked[1])
+    np.testing.assert_allclose(whole[0], chunked[0], rtol=1e-12)
+
+
+def test_search_on_a_subset_then_all_rows_reaches_the_full_optimum(monkeypatch):
+    from theorylab.fits import fitting
+
+    rng = np.random.default_rng(0)
+    N, D = 10 ** rng.uniform(7, 10, 3000), 10 ** rng.uniform(9, 12, 3000)
+    L = (1.8 + 480 * N ** -0.35 + 2100 * D ** -0.37) * np.exp(0.01 * rng.standard_normal(3000))
+    full = fit({"N": N, "D": D, "loss": L}, "chinchilla")
+    monkeypatch.setattr(fitting, "SEARCH_ROWS", 200)
+    searched = fit({"N": N, "D": D, "loss": L}, "chinchilla")
+    assert "starts run on 200 of 3,000 rows" in searched.meta["optimizer_message"]
+    assert searched.objective == pytest.approx(full.objective, rel=1e-9)
+    np.testing.assert_allclose(searched.params, full.params, rtol=1e-5)
+
+
+# --- starting values, bounds, reparametrisation, suspect fits -------------------------------------
+def _kaplan_curve(noise=0.005):
+    """Kaplan et al. 2020's L(N) = (N_c / N)^0.076 with N_c = 8.8e13, on N = 1e5 .. 1.6e9."""
+    N = np.logspace(5, 9.2, 40)
+    return {"N": N, "loss": (8.8e13 / N) ** 0.076 * np.exp(noise * np.random.default_rng(0).standard_normal(40))}
+
+
+def test_scale_parameter_form_finds_kaplans_optimum():
+    """``(Nc/N)**alpha`` once converged to Nc ~ 7e-4, alpha < 0; its scale is now fitted in log coordinates."""
+    data = _kaplan_curve()
+    assert expression("(Nc/N)**alpha", ["N"]).positive == {"Nc"}
+    scale = fit(data, "(Nc/N)**alpha")
+    coefficient = fit(data, "A*N**-alpha")
+    assert scale["alpha"] == pytest.approx(0.076, abs=1e-3) and scale["Nc"] == pytest.approx(8.8e13, rel=0.1)
+    assert scale["alpha"] == pytest.approx(coefficient["alpha"], rel=1e-7)         # the same law, reparametrised
+    assert scale["Nc"] ** scale["alpha"] == pytest.approx(coefficient["A"], rel=1e-6)
+    assert scale.objective == pytest.approx(coefficient.objective, rel=1e-7)
+    assert scale.warnings == () and coefficient.warnings == ()
+
+
+def test_starting_values_and_bounds():
+    data = _kaplan_curve()
+    started = fit(data, "(Nc/N)**alpha", method="lbfgs", starts=1, init={"Nc": 1e12, "alpha": 0.2})
+    assert started.num_starts == 2 and started["alpha"] == pytest.approx(0.076, abs=1e-3)
+    assert started.choices["init"] == {"Nc": 1e12, "alpha": 0.2}
+    with pytest.warns(SuspectFitWarning, match="alpha = 0.1 is at its lower bound 0.1"):
+        bounded = fit(data, "(Nc/N)**alpha", bounds={"alpha": (0.1, None)})
+    assert bounded["alpha"] == pytest.approx(0.1, rel=1e-9)
+    again = FitResult.from_dict(bounded.to_dict())
+    assert again.warnings == bounded.warnings and again.choices["bounds"] == {"alpha": [0.1, None]}
+    # an expression's parameter with a positive lower bound is fitted in log coordinates
+    chin_like = fit(data, "E + A*N**-alpha", bounds={"E": (1e-3, 10)})
+    assert chin_like.law().positive == {"E"} and 1e-3 <= chin_like["E"] <= 10
+    # variable projection keeps bounds too, and takes starting values
+    N, D = _grid_nd()
+    L = 1.7 + 400 * N ** -0.34 + 1500 * D ** -0.28
+    with pytest.warns(SuspectFitWarning, match="E = 1.5 is at its upper bound"):
+        varpro = fit({"N": N, "D": D, "loss": L}, "chinchilla", init={"alpha": 0.3, "beta": 0.3},
+                     bounds={"E": (0, 1.5)})
+    assert varpro["E"] == pytest.approx(1.5, rel=1e-9) and varpro.num_starts == 5
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"init": {"Z": 1.0}}, "init name 'Z' is not a parameter"),
+    ({"init": {"Nc": -1.0}}, "must be finite and > 0"),
+    ({"bounds": {"alpha": (1.0, 0.5)}}, "low < high"),
+    ({"bounds": {"Nc": (-5, 1e20)}}, "positive"),
+    ({"bounds": {"beta": (0, 1)}}, "bounds name 'beta' is not a parameter"),
+    ({"init": {"alpha": 2.0}, "bounds": {"alpha": (0, 1)}}, "outside its bounds"),
+])
+def test_bad_starting_values_and_bounds(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit(_kaplan_curve(), "(Nc/N)**alpha", **kwargs)
+
+
+def test_suspect_fits_are_flagged():
+    data = _kaplan_curve()
+    with pytest.warns(SuspectFitWarning) as caught:
+        wrong_way = fit(data, "(Nc/N)**alpha", bounds={"alpha": (-1, -0.01)})
+    assert any("the fitted law rises with N at 100% of the rows, but loss falls with N" in w for w in wrong_way.warnings)
+    assert "suspect fit" in str(caught[0].message)
+    # the product A*B is all the data can see
+    with pytest.warns(SuspectFitWarning, match="do not identify the parameters"):
+        product = fit(data, "A*B*N**-alpha")
+    assert np.all(np.isnan(product.stderr))
+    # two power laws can swap labels: the starts find both optima
+    N = data["N"]
+    two = {"N": N, "loss": (3 * N ** -0.1 + 50 * N ** -0.5) * np.exp(0.002 * np.random.default_rng(1).normal(size=40))}
+    with pytest.warns(SuspectFitWarning, match="another start reached a different optimum"):
+        fit(two, "A*N**-a + B*N**-b", bounds={"A": (0, None), "B": (0, None)})
+    # the built-in laws are meant to fall with N and D
+    with pytest.warns(SuspectFitWarning, match="rises with x .* meant to fall with x"):
+        fit({"x": N, "loss": 2 + 0.01 * N ** 0.2}, "power", bounds={"alpha": (-1, 1)})

@@ -18,7 +18,7 @@ def _classification(n=37, d=5, c=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=torch.float64)
     y = torch.randint(0, c, (n,), generator=g)
-    model = MLP(d, [8, 6], c, activation="tanh", bias_std=0.1, seed=seed).double()
+    model = MLP(d, [8, 6], c, activation="tanh", bias_var=0.01, seed=seed).double()
     return model, x, y
 
 

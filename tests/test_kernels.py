@@ -7,7 +7,7 @@ import torch
 from scipy import integrate
 from torch import nn
 
-from theorylab.kernels import analytic_nngp, analytic_ntk, empirical_ntk
+from theorylab.kernels import analytic_nngp, analytic_ntk, empirical_ntk, empirical_ntk_blocks
 from theorylab.models import MLP
 
 
@@ -47,56 +47,71 @@ def x64():
     return torch.randn(7, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
 
 
+def _blocks(*args, **kwargs):
+    return torch.from_numpy(empirical_ntk_blocks(*args, **kwargs).blocks)
+
+
+def _kernel(*args, **kwargs):
+    return torch.from_numpy(empirical_ntk(*args, **kwargs).kernel)
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear_model_ntk_is_gram_matrix_times_identity(bias, x64):
     x1, x2 = x64
     model = nn.Linear(4, 3, bias=bias).double()
     gram = x1 @ x2.T + (1.0 if bias else 0.0)
-    full = empirical_ntk(model, x1, x2, reduce="none")
     expected = gram[:, :, None, None] * torch.eye(3, dtype=torch.float64)
-    torch.testing.assert_close(full, expected, rtol=1e-13, atol=1e-13)
-    torch.testing.assert_close(empirical_ntk(model, x1, x2, reduce="mean"), gram, rtol=1e-13, atol=1e-13)
-    torch.testing.assert_close(empirical_ntk(model, x1, x2, reduce="sum"), 3 * gram, rtol=1e-13, atol=1e-13)
+    for method in ("auto", "jacobian", "ntk_vp"):
+        torch.testing.assert_close(_blocks(model, x1, x2, method=method), expected, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(_kernel(model, x1, x2, method=method), gram, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(_kernel(model, x1, x2, reduction="sum", method=method), 3 * gram, rtol=1e-13,
+                                   atol=1e-13)
 
 
 @pytest.mark.parametrize("model_fn", [
-    lambda: MLP(4, [6, 5], 3, activation="tanh", parametrization="ntk", bias_std=0.5, seed=1).double(),
+    lambda: MLP(4, [6, 5], 3, activation="tanh", parametrization="ntk", bias_var=0.25, seed=1).double(),
     lambda: MLP(4, [6], 2, activation="gelu", parametrization="mup", seed=2).double(),
     lambda: Shared().double(),
 ])
-@pytest.mark.parametrize("method", ["jacobian", "ntk_vp"])
+@pytest.mark.parametrize("method", ["auto", "jacobian", "ntk_vp"])
 @pytest.mark.parametrize("block_size", [2, 64])
 def test_methods_equal_explicit_jacobian_product(model_fn, method, block_size, x64):
     torch.manual_seed(0)
     model = model_fn()
     x1, x2 = x64
     reference = explicit_ntk(model, x1, x2)
-    full = empirical_ntk(model, x1, x2, reduce="none", method=method, block_size=block_size)
+    full = _blocks(model, x1, x2, method=method, block_size=block_size)
     torch.testing.assert_close(full, reference, rtol=1e-12, atol=1e-12)
     trace = reference.diagonal(dim1=2, dim2=3).sum(-1)
-    torch.testing.assert_close(empirical_ntk(model, x1, x2, reduce="sum", method=method, block_size=block_size),
+    torch.testing.assert_close(_kernel(model, x1, x2, reduction="sum", method=method, block_size=block_size),
                                trace, rtol=1e-12, atol=1e-12)
     # symmetric case: only the upper block triangle is computed, then mirrored
-    sym = empirical_ntk(model, x1, reduce="none", method=method, block_size=block_size)
+    sym = _blocks(model, x1, method=method, block_size=block_size)
     torch.testing.assert_close(sym, explicit_ntk(model, x1, x1), rtol=1e-12, atol=1e-12)
 
 
 def test_parameter_selection_gives_readout_kernel(x64):
     x1, _ = x64
-    model = MLP(4, [8], 2, parametrization="ntk", weight_std=1.5, bias_std=0.7, seed=0).double()
+    model = MLP(4, [8], 2, parametrization="ntk", weight_var=1.5 ** 2, bias_var=0.7 ** 2, seed=0).double()
     h = model.features(x1).detach()
     expected = 1.5 ** 2 * h @ h.T / 8 + 0.7 ** 2
-    torch.testing.assert_close(empirical_ntk(model, x1, params="readout"), expected, rtol=1e-12, atol=1e-12)
+    for method in ("auto", "jacobian"):
+        torch.testing.assert_close(_kernel(model, x1, params="readout", method=method), expected, rtol=1e-12,
+                                   atol=1e-12)
+    weight_only = _kernel(model, x1, params="readout.weight")
+    torch.testing.assert_close(weight_only, expected - 0.7 ** 2, rtol=1e-12, atol=1e-12)
+    bias_only = _kernel(model, x1, params="readout.bias")
+    torch.testing.assert_close(bias_only, torch.full_like(expected, 0.7 ** 2), rtol=1e-12, atol=1e-12)
 
 
 def test_dtype_option_and_float32_agreement(x64):
     x1, _ = x64
     model = MLP(4, [16], 2, seed=0)
     k64 = empirical_ntk(model, x1, dtype=torch.float64)
-    assert k64.dtype == torch.float64
-    k32 = empirical_ntk(model, x1.float())
-    assert k32.dtype == torch.float32
-    torch.testing.assert_close(k32.double(), k64, rtol=1e-5, atol=1e-5)
+    assert k64.kernel.dtype == np.float64 and k64.meta["dtype"] == "torch.float64"
+    k32 = empirical_ntk(model, x1.float()).kernel
+    assert k32.dtype == np.float32
+    np.testing.assert_allclose(k32, k64.kernel, rtol=1e-5, atol=1e-5)
 
 
 def test_model_is_left_exactly_as_found(x64):
@@ -107,8 +122,8 @@ def test_model_is_left_exactly_as_found(x64):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     grads = [p.grad.clone() for p in model.parameters()]
     rng = torch.get_rng_state()
-    k = empirical_ntk(model, x1, method="ntk_vp")
-    k2 = empirical_ntk(model, x1)
+    k = _kernel(model, x1, method="ntk_vp")
+    k2 = _kernel(model, x1)
     torch.testing.assert_close(k, k2, rtol=1e-12, atol=1e-12)  # eval mode: dropout off, BN running stats
     assert all(m.training for m in model.modules())
     for key, value in model.state_dict().items():
@@ -122,18 +137,26 @@ def test_bad_input_is_rejected_clearly(x64):
     model = nn.Linear(4, 2).double()
     with pytest.raises(ValueError, match="per-example shape"):
         empirical_ntk(model, x1, torch.zeros(3, 5, dtype=torch.float64))
-    with pytest.raises(ValueError, match="reduce"):
-        empirical_ntk(model, x1, reduce="trace")
+    with pytest.raises(ValueError, match="empirical_ntk_blocks"):
+        empirical_ntk(model, x1, reduction="none")
     with pytest.raises(ValueError, match="method"):
         empirical_ntk(model, x1, method="hooks")
     with pytest.raises(ValueError, match="block_size"):
         empirical_ntk(model, x1, block_size=0)
+    with pytest.raises(ValueError, match="memory_budget"):
+        empirical_ntk(model, x1, memory_budget=-1)
     with pytest.raises(ValueError, match="matched no parameter"):
         empirical_ntk(model, x1, params="encoder")
     with pytest.raises(ValueError, match="no parameters"):
         empirical_ntk(nn.Sequential(nn.ReLU()), x1)
     with pytest.raises(ValueError, match="at least one example"):
         empirical_ntk(model, x1[:0])
+    with pytest.raises(ValueError, match="tensor of inputs"):
+        empirical_ntk(model, [1, 2])
+    with pytest.raises(ValueError, match="shared by all"):
+        empirical_ntk(model, (x1, x1[:3]))
+    with pytest.raises(ValueError, match="leading dimension"):
+        empirical_ntk(model, x1, output=lambda out: out.sum(0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,9 +174,9 @@ def test_one_hidden_layer_kernels_match_monte_carlo(activation):
     sw2, sb2, width, nets = 1.7, 0.3, 256, 120
     ntks, nngps = [], []
     for seed in range(nets):
-        model = MLP(3, [width], 1, activation=activation, parametrization="ntk", weight_std=math.sqrt(sw2),
-                    bias_std=math.sqrt(sb2), seed=seed).double()
-        ntks.append(empirical_ntk(model, x))
+        model = MLP(3, [width], 1, activation=activation, parametrization="ntk", weight_var=sw2,
+                    bias_var=sb2, seed=seed).double()
+        ntks.append(torch.from_numpy(empirical_ntk(model, x).kernel))
         h = model.features(x).detach()
         nngps.append(sw2 * h @ h.T / width + sb2)
     for samples, exact in [(torch.stack(ntks), analytic_ntk(x, depth=1, activation=activation, weight_var=sw2, bias_var=sb2)),

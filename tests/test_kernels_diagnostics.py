@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from theorylab.kernels import (KernelSpectrum, KernelVelocity, empirical_ntk, kernel_alignment, kernel_distance,
-                               kernel_regression, kernel_spectrum, kernel_velocity, linearized_gd, ntk_monitor)
+from theorylab.kernels import (KernelSpectrum, KernelVelocity, empirical_ntk, empirical_ntk_blocks, kernel_alignment,
+                               kernel_distance, kernel_regression, kernel_spectrum, kernel_velocity, linearized_gd,
+                               ntk_monitor)
 from theorylab.results import Result
 from theorylab.train import train
 
@@ -24,14 +25,14 @@ def test_alignment_matches_numpy_formula_plain_and_centred():
     kc, yc = h @ k @ h, h @ yy @ h
     centred = (kc * yc).sum() / (np.linalg.norm(kc) * np.linalg.norm(yc))
     assert kernel_alignment(k, y) == pytest.approx(plain, rel=1e-13)
-    assert kernel_alignment(torch.tensor(k), torch.tensor(y), centered=True) == pytest.approx(centred, rel=1e-13)
+    assert kernel_alignment(torch.tensor(k), torch.tensor(y), center=True) == pytest.approx(centred, rel=1e-13)
 
 
 def test_alignment_of_the_target_kernel_is_one_and_labels_are_one_hot():
     labels = torch.tensor([0, 2, 1, 0, 2])
     onehot = nn.functional.one_hot(labels).double()
     assert kernel_alignment(onehot @ onehot.T, labels) == pytest.approx(1.0, abs=1e-14)
-    assert kernel_alignment(3.0 * onehot @ onehot.T, labels, centered=True) == pytest.approx(1.0, abs=1e-14)
+    assert kernel_alignment(3.0 * onehot @ onehot.T, labels, center=True) == pytest.approx(1.0, abs=1e-14)
 
 
 def test_kernel_distance_known_values():
@@ -89,6 +90,12 @@ def test_diagnostics_reject_bad_input():
 # ---------------------------------------------------------------------------------------------
 # The linearised model: a linear network *is* its linearisation, so GD must match exactly
 # ---------------------------------------------------------------------------------------------
+def _ntk(model, x1, x2=None, blocks=False):
+    """The per-output kernel (N1, N2) or every block (N1, N2, O, O), as a tensor."""
+    result = empirical_ntk_blocks(model, x1, x2) if blocks else empirical_ntk(model, x1, x2)
+    return torch.from_numpy(result.blocks if blocks else result.kernel)
+
+
 @pytest.fixture
 def regression_problem():
     g = torch.Generator().manual_seed(0)
@@ -100,11 +107,11 @@ def regression_problem():
     return model, x, y, x_test
 
 
-@pytest.mark.parametrize("reduce", ["mean", "none"])
-def test_linearized_gd_equals_gd_on_a_linear_model(regression_problem, reduce):
+@pytest.mark.parametrize("blocks", [False, True])
+def test_linearized_gd_equals_gd_on_a_linear_model(regression_problem, blocks):
     model, x, y, x_test = regression_problem
-    k = empirical_ntk(model, x, reduce=reduce)
-    k_star = empirical_ntk(model, x_test, x, reduce=reduce)
+    k = _ntk(model, x, blocks=blocks)
+    k_star = _ntk(model, x_test, x, blocks=blocks)
     with torch.no_grad():
         f0, f0_test = model(x), model(x_test)
     lr, steps = 0.3, 25
@@ -118,8 +125,8 @@ def test_linearized_gd_equals_gd_on_a_linear_model(regression_problem, reduce):
 def test_kernel_regression_is_the_long_time_limit_and_the_closed_form(regression_problem):
     model, x, y, x_test = regression_problem
     x_small = x[:4]                       # 4 points in 4 dimensions + bias: invertible kernel
-    k = empirical_ntk(model, x_small)
-    k_star = empirical_ntk(model, x_test, x_small)
+    k = _ntk(model, x_small)
+    k_star = _ntk(model, x_test, x_small)
     limit = kernel_regression(k, k_star, y[:4])
     np.testing.assert_allclose(limit.numpy(), (k_star @ torch.linalg.solve(k, y[:4])).numpy(), rtol=1e-10)
     _, late = linearized_gd(k, k_star, y[:4], lr=0.5, steps=20000)
@@ -131,7 +138,7 @@ def test_kernel_regression_is_the_long_time_limit_and_the_closed_form(regression
 
 def test_regression_rejects_bad_shapes(regression_problem):
     model, x, y, x_test = regression_problem
-    k = empirical_ntk(model, x)
+    k = _ntk(model, x)
     with pytest.raises(ValueError, match="rows"):
         linearized_gd(k, k[:3], y[:5], lr=0.1, steps=3)
     with pytest.raises(ValueError, match="per-output kernels"):

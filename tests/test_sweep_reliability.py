@@ -167,3 +167,53 @@ def test_two_concurrent_sweeps_with_different_grids_share_a_directory(tmp_path, 
         res = sweep(numpy_run, configs, out_dir=out, progress=False)
         assert res.meta["computed"] == 0
         pd.testing.assert_frame_equal(res.table().drop(columns="wall_time_s"), _reference(configs))
+
+
+def _alive(pid):
+    """Whether process ``pid`` runs (a zombie waiting for its new parent to reap it counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _children(pid):
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
+def test_workers_end_when_only_the_driver_is_killed(tmp_path, calls_log):
+    seeds, out = range(40), tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "processes", "2", *map(str, seeds)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: len({pid for _, pid in read_calls(calls_log)}) == 2, 120, proc)  # both workers busy
+        children = _children(proc.pid)  # the two workers and multiprocessing's resource tracker
+    finally:
+        proc.kill()  # SIGKILL of the driver only: no clean-up, the workers are not signalled
+        proc.communicate(timeout=60)
+    workers = {pid for _, pid in read_calls(calls_log)}
+    assert workers <= children and proc.pid not in workers
+    _wait_for(lambda: not any(_alive(pid) for pid in children), 30)
+    # a worker that was in the middle of a run finished it and stored it before ending: nothing lost
+    started = {c for c, _ in read_calls(calls_log)}
+    stored = {json.dumps(json.loads(p.read_text())["record"]["config"], sort_keys=True)
+              for p in (out / "runs").glob("*.json")}
+    assert started == stored and len(stored) < len(seeds)

@@ -7,6 +7,7 @@ a model with fused (SDPA) attention equals the Hessian of the same model with ea
 recurrent models get per-example gradients through the loop fallback, equal to one backward pass per
 example; a planted (B, T, d) activation gives its dormant fraction.
 """
+import copy
 import math
 import warnings
 
@@ -18,7 +19,9 @@ from torch import nn
 import theorylab as tl
 from theorylab.adapters import causal_lm_loss, last_token
 from theorylab.curvature import spectral_density, top_eigenvalues, trace
+from theorylab.alignment import weight_matching
 from theorylab.gradients import gradient_noise_scale, gradient_statistics, per_example_gradients
+from theorylab.landscape import linear_interpolation, loss_surface
 from theorylab.metrics import mean_loss
 from theorylab.representations import activation_ranks, dormant_ratio, weight_spectrum
 from theorylab.results import Result
@@ -54,6 +57,11 @@ ANALYSES = {
         sum(p.numel() for p in c.model.parameters())),
     "ggn": lambda c: tl.ggn(c.model, c.loss_fn, c.data, mode=c.mode) @ _probe(
         sum(p.numel() for p in c.model.parameters())),
+    "fisher": lambda c: tl.fisher(c.model, c.loss_fn, c.data, mode=c.mode, num_draws=2) @ _probe(
+        sum(p.numel() for p in c.model.parameters())),
+    "empirical_fisher": lambda c: tl.empirical_fisher(c.model, c.loss_fn, c.data, mode=c.mode) @ _probe(
+        sum(p.numel() for p in c.model.parameters())),
+    "kfac": lambda c: _kfac_product(c),
     "top_eigenvalues": lambda c: top_eigenvalues(tl.hessian(c.model, c.loss_fn, c.data, mode=c.mode), k=2, tol=1e-3,
                                                  seed=0),
     "trace": lambda c: trace(tl.hessian(c.model, c.loss_fn, c.data, mode=c.mode), num_probes=6, method="hutch++",
@@ -74,10 +82,41 @@ ANALYSES = {
     "model_collapse": lambda c: tl.model_collapse(c.model, c.data, layer=None if c.classifier else c.layers[-1],
                                                   classifier=c.classifier, mode=c.mode),
     "mean_loss": lambda c: mean_loss(c.model, c.loss_fn, c.data, mode=c.mode),
+    "loss_surface": lambda c: loss_surface(c.model, c.loss_fn, c.data, num_points=3, mode=c.mode),
+    "linear_interpolation": lambda c: linear_interpolation(c.model, _perturbed(c.model), c.loss_fn, c.data,
+                                                           num_points=3, mode=c.mode),
+    "weight_matching": lambda c: weight_matching(c.model, _perturbed(c.model), data=c.data[0]),
 }
+
+
+def _perturbed(model):
+    other = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return other
+
+def _kfac_product(c):
+    """K-FAC over the model's nn.Linear and nn.Conv2d layers (the only layers it covers), times a probe."""
+    layers = [m for m in c.model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    op = tl.kfac(c.model, c.loss_fn, c.data, mode=c.mode, params=layers)
+    u, v = _probe(op.shape[0], seed=1), _probe(op.shape[0], seed=2)
+    assert float(u @ (op @ v)) == pytest.approx(float(v @ (op @ u)), rel=1e-10)  # symmetric
+    assert float(u @ (op @ u)) >= 0  # positive semi-definite
+    return op @ v
+
 
 # where an analysis does not apply, the one clear error it must raise
 LIMITS = {
+    ("gpt2", "fisher"): "cannot tell which likelihood causal_lm_loss",  # next-token cross-entropy over (B, T, V) logits
+    # weight matching infers the permutations of plain chains of layers only; other networks need a spec
+    ("gpt2", "weight_matching"): "outside such a chain; pass spec=",
+    ("vit", "weight_matching"): "outside such a chain; pass spec=",
+    ("lstm", "weight_matching"): "outside such a chain; pass spec=",
+    ("gru", "weight_matching"): "outside such a chain; pass spec=",
+    ("resnet", "weight_matching"): "pass spec= for this model",  # skip connections
+    ("gpt2", "kfac"): "cannot tell which likelihood causal_lm_loss",  # and HF Conv1D layers, lm_head tied to wte
     ("gpt2", "model_collapse"): "labels must have shape",  # a language model has token labels, not classes
 }
 

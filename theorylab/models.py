@@ -1,6 +1,7 @@
 """A small model zoo.  Every model is a plain ``nn.Module``.
 
-MLP parametrizations (width ``n`` of the hidden layers, input dimension ``d``; each layer computes
+MLP parametrizations (width ``n`` of the hidden layers, input dimension ``d``, weight variance
+``sw^2 = weight_var``, bias variance ``sb^2 = bias_var``; each layer computes
 ``h' = multiplier * W h + bias_multiplier * b`` with trainable ``W``, ``b``):
 
 =================  ===========================  ==================  =======================================
@@ -21,6 +22,11 @@ et al. 2021, "Tensor Programs V", Table 3).  Biases: ``ntk`` uses ``b = sb * bet
 ``sp`` draws ``b ~ N(0, sb^2)``; ``mup`` uses multiplier ``sqrt(n)`` with ``b ~ N(0, sb^2/n)`` for input and
 hidden layers (effective learning rate ``eta n``) and multiplier 1 with ``b ~ N(0, sb^2)`` for the output
 bias (learning rate ``eta``: its fan-out does not grow with width).
+
+``MLP(..., parametrization="ntk", weight_var=..., bias_var=...)`` is the network of
+:func:`theorylab.kernels.analytic_ntk` with the same names and defaults (``weight_var=1``, as in
+neural-tangents' ``stax.Dense``; ``bias_var=0``), so its empirical NTK approaches the analytic one as
+the width grows (pass ``weight_var=2``, the ReLU-critical value, to both for deep ReLU networks).
 
 ``output_multiplier`` (alpha) scales the network output, ``f = alpha * readout(h)``: large alpha
 makes training lazy (Chizat, Oyallon & Bach 2019).
@@ -79,11 +85,14 @@ def _layer(kind: str, fan_in: int, fan_out: int, *, position: Literal["input", "
 
 
 class MLP(nn.Module):
-    """Fully connected network ``in_dim -> widths... -> out_dim`` in the chosen parametrization."""
+    """Fully connected network ``in_dim -> widths... -> out_dim`` in the chosen parametrization.
+
+    ``weight_var`` (``sw^2``) and ``bias_var`` (``sb^2``) are the variances of the module docstring's table.
+    """
 
     def __init__(self, in_dim: int, widths: Sequence[int], out_dim: int, *, activation: Activation = "relu",
-                 parametrization: Parametrization = "sp", bias: bool = True, weight_std: float = 1.0,
-                 bias_std: float = 0.0, output_multiplier: float = 1.0, seed: int | None = None):
+                 parametrization: Parametrization = "sp", bias: bool = True, weight_var: float = 1.0,
+                 bias_var: float = 0.0, output_multiplier: float = 1.0, seed: int | None = None):
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
@@ -94,12 +103,14 @@ class MLP(nn.Module):
             raise ValueError(f"dimensions must be >= 1, got in_dim={in_dim}, widths={widths}, out_dim={out_dim}")
         if parametrization == "mup" and not widths:
             raise ValueError("muP needs at least one hidden layer")
+        if not (weight_var > 0 and math.isfinite(weight_var)) or not (bias_var >= 0 and math.isfinite(bias_var)):
+            raise ValueError(f"need weight_var > 0 and bias_var >= 0, got {weight_var}, {bias_var}")
         self.activation, self.parametrization = activation, parametrization
         self.output_multiplier = output_multiplier
         g = _generator(seed)
         dims = [in_dim] + widths
         width = max(widths) if widths else in_dim
-        common = dict(width=width, in_dim=in_dim, sw=weight_std, sb=bias_std, bias=bias, g=g)
+        common = dict(width=width, in_dim=in_dim, sw=math.sqrt(weight_var), sb=math.sqrt(bias_var), bias=bias, g=g)
         self.hidden_layers = nn.ModuleList(
             _layer(parametrization, dims[i], dims[i + 1], position="input" if i == 0 else "hidden", **common)
             for i in range(len(widths)))

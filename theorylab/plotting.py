@@ -1,4 +1,12 @@
-"""One figure style for the whole project, and ``save_figure`` with a provenance sidecar."""
+"""One figure style for the whole project, and ``save_figure`` with a provenance sidecar.
+
+Figures are made through pyplot, so Jupyter shows them and ``plt.show()`` finds them, but the
+house style never changes matplotlib's global state: the figure (and with it the backend, resolved
+on the first figure of a session, and interactive mode) is created with the user's settings, and
+:data:`STYLE` is applied only while the axes are built (a style read when an artist is made, such
+as tick and label font sizes, grid and spines).  Colours, backends and rcParams the user set stay
+as they were, for theorylab's figures and for the user's own ``plt.plot`` after them.
+"""
 from __future__ import annotations
 
 import io
@@ -7,7 +15,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from theorylab._io import atomic_write_bytes, atomic_write_json
+from theorylab._io import atomic_write_bytes, json_bytes
 from theorylab.provenance import make_meta
 
 STYLE: dict[str, Any] = {
@@ -31,10 +39,15 @@ PREDICTED = "C3"
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.0, height: float = 3.0):
-    """A figure with the house style and ``nrows x ncols`` axes (squeezed)."""
+    """A figure with the house style and ``nrows x ncols`` axes (squeezed), registered with pyplot.
+
+    The figure is created outside any style context (a ``plt.rc_context`` around the first figure of
+    a Jupyter session would resolve the inline backend inside it and undo its interactive mode on
+    exit, so no later figure would be shown); only the axes are built under :data:`STYLE`.
+    """
+    fig = plt.figure(figsize=(width * ncols, height * nrows), dpi=STYLE["figure.dpi"], layout="constrained")
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=True,
-                                 layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=True)
     return fig, axes
 
 
@@ -51,18 +64,29 @@ def save_figure(fig: Any, path: str | Path, *, provenance: dict[str, Any] | None
     """Save ``fig`` as ``path.png`` and ``path.pdf`` (atomically) with ``path.json`` provenance.
 
     ``path`` is given without extension (dots in the name are kept: ``fig.v2`` -> ``fig.v2.png``).  The sidecar records the library version, commit and
-    whatever ``provenance`` adds (command, claim id, scale, seed).
+    whatever ``provenance`` adds (command, claim id, scale, seed).  Returns the image files.
     """
     path = Path(path)
-    written = []
+    files = render_figure(fig, path.name, provenance=provenance, formats=formats)
+    written = [atomic_write_bytes(path.parent / name, data) for name, data in files.items()]
+    return [p for p in written if p.suffix != ".json"]
+
+
+def render_figure(fig: Any, name: str, *, provenance: dict[str, Any] | None = None,
+                  formats: tuple[str, ...] = ("png", "pdf")) -> dict[str, bytes]:
+    """The files :func:`save_figure` writes, in memory: ``{"name.png": bytes, ..., "name.json": bytes}``.
+
+    Identical figures give identical bytes (no creation date in the PDF, no software tag in the PNG).
+    """
+    files = {}
     for fmt in formats:
         buf = io.BytesIO()
         # a fixed creation date keeps the PDF byte-identical between identical runs
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
         fig.savefig(buf, format=fmt, bbox_inches="tight", metadata=metadata)
-        written.append(atomic_write_bytes(Path(f"{path}.{fmt}"), buf.getvalue()))
-    atomic_write_json(Path(f"{path}.json"), make_meta(**(provenance or {})))
-    return written
+        files[f"{name}.{fmt}"] = buf.getvalue()
+    files[f"{name}.json"] = json_bytes(make_meta(**(provenance or {})))
+    return files
 
 
 def close(fig: Any) -> None:

@@ -5,6 +5,7 @@ import functools
 import platform
 import subprocess
 import time
+import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,16 @@ __version__ = "0.1.0"
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """The commit of the theorylab checkout (with ``+dirty`` if modified), or None if not a checkout."""
+    """The commit of the theorylab checkout (with ``+dirty`` if modified), or None if not a checkout.
+
+    Only a theorylab source checkout counts: the folder above the package must hold theorylab's own
+    ``pyproject.toml``.  An installed theorylab (site-packages, perhaps inside a user's project that
+    is itself a git repository) has no commit of its own, so none is reported rather than the
+    enclosing repository's.
+    """
     root = Path(__file__).resolve().parent.parent
+    if not is_theorylab_checkout(root):
+        return None
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=5, check=True).stdout.strip()
@@ -24,6 +33,16 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("+dirty" if dirty else "")
+
+
+def is_theorylab_checkout(root: Path) -> bool:
+    """Whether ``root`` holds a ``pyproject.toml`` whose project is named theorylab."""
+    try:
+        with open(root / "pyproject.toml", "rb") as f:
+            project = tomllib.load(f).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(project, dict) and project.get("name") == "theorylab"
 
 
 def make_meta(**extra: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """A plain training loop with monitors, seeds, and checkpoint + resume.
 
 ``train`` runs full-batch gradient descent (``optimizer="gd"``), mini-batch SGD or Adam on a model
-in place.  Monitors measure the model every ``k`` steps (the top Hessian eigenvalue, a kernel, a
+in place, over the batches analyzers take (tuple or dict batches, :mod:`theorylab.batches`) and with
+the same output adapter (a HuggingFace ``ModelOutput`` trains on its ``logits``).  Monitors measure the model every ``k`` steps (the top Hessian eigenvalue, a kernel, a
 collapse metric ...) inside :func:`theorylab._state.preserved`, so they never disturb training:
 the train/eval modes, BatchNorm buffers, ``.grad`` and the global RNGs are what they were.  Batch
 order comes from the loop's own generator, seeded by ``seed``; checkpoints store it with the
@@ -22,10 +23,13 @@ from torch import Tensor, nn
 
 from theorylab._io import atomic_write_bytes
 from theorylab._state import Mode, preserved
-from theorylab.batches import Batch, Data, batch_size as size_of, count_samples, iter_batches, move_batch
+from theorylab.adapters import model_output
+from theorylab.batches import (Batch, Data, batch_size as size_of, count_samples, iter_batches, move_batch, parts,
+                               slice_batch)
 from theorylab.devices import device_of
 from theorylab.metrics import accuracy, mean_loss
 from theorylab.plotting import axes_or_new
+from theorylab.progress import bar as progress_bar
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
 
@@ -109,11 +113,12 @@ class _BatchStream:
         self.generator = generator
         if batch_size is not None:
             if len(batches) != 1:
-                raise ValueError("batch_size needs data as one (inputs, targets) batch; "
+                raise ValueError("batch_size needs data as one batch; "
                                  "pass a loader's batches with batch_size=None to iterate them")
-            self.x, self.y = batches[0]
-            if not 1 <= batch_size <= len(self.y):
-                raise ValueError(f"batch_size must be in [1, {len(self.y)}], got {batch_size}")
+            self.batch = batches[0]
+            self.size = size_of(self.batch)
+            if not 1 <= batch_size <= self.size:
+                raise ValueError(f"batch_size must be in [1, {self.size}], got {batch_size}")
         self.order: Tensor = torch.empty(0, dtype=torch.long)
 
     def next(self) -> list[Batch]:
@@ -121,16 +126,16 @@ class _BatchStream:
         if self.batch_size is None:
             return self.full
         if len(self.order) < self.batch_size:
-            self.order = torch.randperm(len(self.y), generator=self.generator)
+            self.order = torch.randperm(self.size, generator=self.generator)
         idx, self.order = self.order[: self.batch_size], self.order[self.batch_size:]
-        return [(self.x[idx], self.y[idx])]
+        return [slice_batch(self.batch, idx)]
 
 
 def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: float, optimizer: Optimizer = "gd",
           batch_size: int | None = None, momentum: float = 0.0, weight_decay: float = 0.0,
           lr_schedule: Callable[[int], float] | None = None, seed: int = 0, monitors: Sequence[Monitor] = (),
           checkpoint: str | Path | None = None, checkpoint_every: int = 100, stop_loss: float | None = None,
-          device: torch.device | str | None = None) -> TrainResult:
+          device: torch.device | str | None = None, progress: bool | None = None) -> TrainResult:
     """Train ``model`` in place for ``steps`` updates and return the history.
 
     ``optimizer="gd"`` is full-batch gradient descent (``batch_size`` must be None): each step uses
@@ -180,7 +185,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: floa
                 history["monitor_steps"].setdefault(name, []).append(step)
                 history["monitors"].setdefault(name, []).append(float(v))
 
-    with Stopwatch() as watch:
+    with Stopwatch() as watch, progress_bar(steps, initial=start, desc="train", unit="step", enabled=progress) as bar:
         step = start
         while step < steps and not diverged:
             run_monitors(step, last=False)
@@ -192,8 +197,8 @@ def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: floa
             n_step = sum(size_of(b) for b in batches) if batch_size is None else batch_size
             loss_value = 0.0
             for batch in batches:
-                x, y = move_batch(batch, device)
-                loss = loss_fn(model(x), y)
+                p = parts(move_batch(batch, device))
+                loss = loss_fn(model_output(model(*p.args, **p.kwargs)), p.targets)
                 if loss.dim() != 0:
                     raise ValueError(f"loss_fn must return a scalar (the batch mean), got shape {tuple(loss.shape)}")
                 weight = size_of(batch) / n_step
@@ -207,6 +212,8 @@ def train(model: nn.Module, loss_fn: LossFn, data: Data, *, steps: int, lr: floa
                 break
             opt.step()
             step += 1
+            bar.update(1)
+            bar.set_postfix_str(f"loss {loss_value:.4g}", refresh=False)
             if stop_loss is not None and loss_value < stop_loss:
                 break
             if path is not None and step % checkpoint_every == 0:

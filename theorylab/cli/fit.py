@@ -1,19 +1,24 @@
-"""``theorylab fit``: fit a scaling law to a table of runs; write JSON, a Markdown report and figures."""
+"""``theorylab fit``: fit a scaling law to a table of runs; write JSON, a Markdown report and figures.
+
+Every output is built in memory and written at the end (:func:`theorylab._io.publish_outputs`):
+bad input or Ctrl-C leaves no partial output, and a reused ``--out`` folder keeps no stale figure
+of an earlier run.  The numerical libraries are imported when the command runs, not to show its help.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from theorylab.fits.choices import FORM_NAMES, LOSSES, check_form_name
 
-from theorylab._io import atomic_write_json, atomic_write_text
-from theorylab.fits.fitting import FORM_NAMES, fit
-from theorylab.fits.forms import annealing_features
-from theorylab.fits.io import read_table
-from theorylab.fits.losses import LOSSES
+FIGURES = ("fitted_vs_observed", "contours", "learning_curve", "bootstrap", "backtest")
+#: every file the command writes into --out (any other file there is left alone)
+OUTPUTS = ("fit.json", "report.md", *(f"{name}.{ext}" for name in FIGURES for ext in ("png", "json")))
+INTERRUPTED = "interrupted; nothing was written (outputs are written only when the fit completes)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,14 +26,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Fit a scaling law (Chinchilla, power, Kaplan, broken, LR-annealing or an "
                                    "expression) to a table of runs; write fit.json (every number and choice), "
                                    "report.md and figures. Bad input ends with exit code 2.")
-    p.add_argument("data", help="CSV, JSON lines or Parquet file, or - for stdin")
+    p.add_argument("data", help="CSV (comma, semicolon, tab), JSON lines or Parquet file, optionally gzipped, "
+                                "or - for stdin")
     p.add_argument("--form", default="chinchilla",
                    help=f"{' | '.join(FORM_NAMES)} or an expression such as 'E + A*N**-alpha' (default chinchilla)")
     p.add_argument("--x", nargs="+", metavar="COL",
                    help="input columns of the law (default: N D for chinchilla/kaplan, the first of N D C x for "
                         "power/broken; for an expression, its names that are columns)")
     p.add_argument("--y", default="loss", metavar="COL", help="response column (default loss)")
-    p.add_argument("--loss", choices=LOSSES, default="huber", help="penalty on residuals (default huber)")
+    p.add_argument("--init", nargs="+", type=_assignment, metavar="NAME=VALUE", default=[],
+                   help="starting values of parameters, e.g. --init Nc=1e13 alpha=0.1 (run as one more start)")
+    p.add_argument("--bounds", nargs="+", type=_interval, metavar="NAME=LOW:HIGH", default=[],
+                   help="bounds of parameters, either side may be empty, e.g. --bounds alpha=0: E=1e-3:10 "
+                        "(an expression's parameter with LOW > 0 is fitted in log coordinates)")
+    p.add_argument("--penalty", choices=LOSSES, default="huber", help="penalty on residuals (default huber)")
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
     p.add_argument("--space", choices=("log", "raw"), default="log", help="residuals of log or raw values")
     p.add_argument("--reduction", choices=("sum", "mean"), default="sum", help="sum (default) or mean of penalties")
@@ -45,15 +56,59 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backtest-on", metavar="COL", help="column of the backtest split (default C, else first x)")
     p.add_argument("--compute", type=float, nargs="+", metavar="C",
                    help="budgets for the compute-optimal allocation (two-variable laws; default 1e21..1e25)")
-    p.add_argument("--out", type=Path, default=Path("fit_out"), help="output folder (default fit_out/)")
+    p.add_argument("--out", type=Path, default=Path("fit_out"),
+                   help="output folder (default fit_out/); files of an earlier fit there are replaced")
     p.add_argument("--format", choices=("json", "md"), default="md", help="what to print on stdout")
     p.add_argument("--data-format", choices=("auto", "csv", "jsonl", "parquet"), default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
 
-def _annealing_table(table: pd.DataFrame, group: str | None, decay: float) -> pd.DataFrame:
+def _assignment(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not sep or not name.strip() or not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}")
+    return name.strip(), number
+
+
+def _interval(text: str) -> tuple[str, tuple[float | None, float | None]]:
+    name, sep, span = text.partition("=")
+    low, colon, high = span.partition(":")
+    try:
+        pair = tuple(None if not s.strip() else float(s) for s in (low, high))
+    except ValueError:
+        pair = ()
+    if not sep or not colon or not name.strip() or len(pair) != 2:
+        raise argparse.ArgumentTypeError(f"expected NAME=LOW:HIGH (either side may be empty), got {text!r}")
+    return name.strip(), pair  # type: ignore[return-value]
+
+
+def _wanted_columns(args: argparse.Namespace) -> list[str]:
+    """The column names the command will look for (matched ignoring case and spaces)."""
+    if args.x:
+        variables = list(args.x)
+    elif args.form in ("chinchilla", "kaplan"):
+        variables = ["N", "D", "C"]
+    elif args.form in ("power", "broken"):
+        variables = ["N", "D", "C", "x"]
+    elif args.form == "annealing":
+        variables = ["step", "lr"]
+    else:
+        variables = []
+    return [*variables, args.y, args.group, args.backtest_on]
+
+
+def _annealing_table(table: Any, group: str | None, decay: float) -> Any:
     """Rows with the annealing features S1, S2 computed per run from the ``step`` and ``lr`` columns."""
+    import numpy as np
+    import pandas as pd
+
+    from theorylab.fits.forms import annealing_features
+
     missing = [c for c in ("step", "lr") if c not in table.columns]
     if missing:
         raise ValueError(f"the annealing law needs columns step and lr (the learning rate of the update at "
@@ -72,12 +127,18 @@ def _annealing_table(table: pd.DataFrame, group: str | None, decay: float) -> pd
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from theorylab.fits.io import match_columns, read_table
+
     if args.bootstrap < 0 or args.workers < 1:
         raise ValueError("--bootstrap must be >= 0 and --workers >= 1")
     if args.backtest is not None and not 0 < args.backtest < 1:
         raise ValueError(f"--backtest is a quantile in (0, 1), got {args.backtest}")
-    table = read_table(args.data, fmt=args.data_format)
-    table.columns = [str(c) for c in table.columns]
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; give a folder (it is created if missing)")
+    check_form_name(args.form)
+    table = match_columns(read_table(args.data, fmt=args.data_format), _wanted_columns(args))
     notes = []
     if args.form in ("chinchilla", "kaplan") and not args.x and "D" not in table.columns \
             and {"N", "C"} <= set(table.columns):
@@ -86,15 +147,21 @@ def run(args: argparse.Namespace) -> int:
     if args.form == "annealing":
         table = _annealing_table(table, args.group, args.decay)
         notes.append(f"S1, S2 computed per run from step and lr (decay {args.decay})")
-    result = fit(table, args.form, x=args.x, y=args.y, loss=args.loss, delta=args.delta, space=args.space,
-                 reduction=args.reduction, method=args.method, starts=args.starts, breaks=args.breaks,
-                 groups=args.group, seed=args.seed)
+    from theorylab._io import json_bytes, publish_outputs  # the fitting library loads once the table is read
+    from theorylab.fits.diagnostics import SuspectFitWarning
+    from theorylab.fits.fitting import fit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SuspectFitWarning)  # printed below, one line each
+        result = fit(table, args.form, x=args.x, y=args.y, penalty=args.penalty, delta=args.delta, space=args.space,
+                     reduction=args.reduction, method=args.method, starts=args.starts, breaks=args.breaks,
+                     groups=args.group, init=dict(args.init), bounds=dict(args.bounds), seed=args.seed)
     out: dict[str, Any] = {"choices": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                                        if k != "func"},
                            "notes": notes, "fit": result.to_dict()}
     boot = None
     if args.bootstrap:
-        boot = result.bootstrap(args.bootstrap, seed=args.seed, by=args.by, workers=args.workers, progress=True)
+        boot = result.bootstrap(args.bootstrap, seed=args.seed, by=args.by, workers=args.workers)
         out["bootstrap"] = boot.to_dict()
     back = result.backtest(quantile=args.backtest, on=args.backtest_on) if args.backtest is not None else None
     if back is not None:
@@ -103,25 +170,26 @@ def run(args: argparse.Namespace) -> int:
     if len(result.variables) == 2 and args.form != "annealing":
         optimal = result.compute_optimal(args.compute or [1e21, 1e22, 1e23, 1e24, 1e25], bootstrap=boot)
         out["compute_optimal"] = optimal.to_dict()
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "fit.json", out)
-    figures = _figures(result, boot, back, args.out)
-    report = _markdown(result, boot, back, optimal, notes, figures)
-    atomic_write_text(args.out / "report.md", report)
+    figures = _figures(result, boot, back)
+    report = _markdown(result, boot, back, optimal, notes, sorted(n for n in figures if n.endswith(".png")))
+    publish_outputs(args.out, {"fit.json": json_bytes(out), "report.md": report.encode("utf-8"), **figures},
+                    owned=OUTPUTS)
+    for warning in result.warnings:
+        print(f"theorylab fit: warning: {warning}", file=sys.stderr)
     if args.format == "json":
         stderr = {k: float(v) for k, v in zip(result.param_names, result.stderr)}
         print(json.dumps({"params": result.parameters, "stderr": stderr, "objective": result.objective,
-                          "out": str(args.out)}, indent=2))
+                          "warnings": list(result.warnings), "out": str(args.out)}, indent=2))
     else:
         print(report)
     return 0
 
 
-def _figures(result: Any, boot: Any, back: Any, out: Path) -> list[str]:
+def _figures(result: Any, boot: Any, back: Any) -> dict[str, bytes]:
+    """The figure files (PNG and provenance JSON), in memory."""
     from theorylab.fits.plots import contour_figure, fit_figure, learning_curve_figure
-    from theorylab.plotting import close, save_figure
+    from theorylab.plotting import close, render_figure
 
-    made = []
     figs = [("fitted_vs_observed", fit_figure(result))]
     if len(result.variables) == 2 and result.form["form"] != "annealing":
         figs.append(("contours", contour_figure(result).figure))
@@ -131,11 +199,11 @@ def _figures(result: Any, boot: Any, back: Any, out: Path) -> list[str]:
         figs.append(("bootstrap", boot.plot().figure))
     if back is not None:
         figs.append(("backtest", back.plot().figure))
+    files: dict[str, bytes] = {}
     for name, fig in figs:
-        save_figure(fig, out / name, provenance={"command": "theorylab fit"}, formats=("png",))
+        files.update(render_figure(fig, name, provenance={"command": "theorylab fit"}, formats=("png",)))
         close(fig)
-        made.append(f"{name}.png")
-    return made
+    return files
 
 
 def _markdown(result: Any, boot: Any, back: Any, optimal: Any, notes: list[str], figures: list[str]) -> str:
@@ -143,7 +211,7 @@ def _markdown(result: Any, boot: Any, back: Any, optimal: Any, notes: list[str],
     if notes:
         lines += ["", "Notes: " + "; ".join(notes) + "."]
     if boot is not None:
-        lines += ["", (f"Bootstrap ({boot.n_resamples} resamples by {boot.by}, {boot.n_failed} failed): "
+        lines += ["", (f"Bootstrap ({boot.num_resamples} resamples by {boot.by}, {boot.num_failed} failed): "
                        f"{boot.level:.0%} intervals"), "", "| parameter | lower | upper |", "|---|---|---|"]
         lines += [f"| {k} | {lo:.6g} | {hi:.6g} |" for k, lo, hi in zip(boot.param_names, boot.lower, boot.upper)]
     if back is not None:

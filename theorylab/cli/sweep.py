@@ -1,13 +1,17 @@
-"""``theorylab sweep status DIR`` and ``theorylab sweep collect DIR --to table.csv``."""
+"""``theorylab sweep status DIR`` and ``theorylab sweep collect DIR --to table.csv``.
+
+The table is written atomically (never half a file); the sweep library is imported when the
+command runs, not to show its help.
+"""
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
-from theorylab.sweep import load_sweep, sweep_status
-
 STATUSES = ("all", "ok", "failed")
+INTERRUPTED = "interrupted; nothing was written"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,25 +35,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from theorylab.sweep import sweep_status
+
     report = sweep_status(args.dir)
     print(report.format())
     return 1 if report.corrupt else 0
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    from theorylab._io import atomic_write_bytes
+    from theorylab.sweep import load_sweep
+
     suffix = args.to.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ValueError(f"--to must end in .csv or .parquet, got {args.to}")
+    if args.to.is_dir():
+        raise ValueError(f"--to {args.to} is a folder; give a file name")
     table = load_sweep(args.dir, sweep_id=args.sweep).table()
     if args.status != "all" and len(table):
         table = table[table["status"] == args.status]
-    args.to.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
-        table.to_csv(args.to, index=False)
+        data = table.to_csv(index=False).encode("utf-8")
     else:
+        buffer = io.BytesIO()
         try:
-            table.to_parquet(args.to, index=False)
+            table.to_parquet(buffer, index=False)
         except ImportError as exc:
             raise ValueError(f"writing parquet needs pyarrow: pip install 'theorylab[parquet]' ({exc})") from None
+        data = buffer.getvalue()
+    atomic_write_bytes(args.to, data)
     print(f"{len(table)} run(s) -> {args.to}", file=sys.stderr)
     return 0

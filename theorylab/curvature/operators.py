@@ -103,6 +103,34 @@ class LinearOperator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype}, device={self.device})"
 
+    # -- operator algebra (theorylab.curvature.algebra): op + op, op - op, c * op, op / c, -op ----------
+    def __add__(self, other: Any) -> LinearOperator:
+        from theorylab.curvature.algebra import SumOperator
+
+        return SumOperator([self, other]) if isinstance(other, LinearOperator) else NotImplemented
+
+    def __sub__(self, other: Any) -> LinearOperator:
+        return self + (-1.0) * other if isinstance(other, LinearOperator) else NotImplemented
+
+    def __mul__(self, scalar: Any) -> LinearOperator:
+        from theorylab.curvature.algebra import ScaledOperator, is_scalar
+
+        return ScaledOperator(self, scalar) if is_scalar(scalar) else NotImplemented
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, scalar: Any) -> LinearOperator:
+        from theorylab.curvature.algebra import is_scalar
+
+        if not is_scalar(scalar):
+            return NotImplemented
+        if float(scalar) == 0.0:
+            raise ZeroDivisionError("cannot divide an operator by zero")
+        return self * (1.0 / float(scalar))
+
+    def __neg__(self) -> LinearOperator:
+        return (-1.0) * self
+
 
 class DenseOperator(LinearOperator):
     """A dense symmetric matrix as an operator (checked for squareness and symmetry)."""

@@ -7,23 +7,40 @@
 >>> res.compute_optimal(1e24, bootstrap=boot)          # N*, D*, D*/N*, L* with intervals
 >>> res.backtest(quantile=0.8)                         # fit below the 80% compute quantile, test above
 
+Names load on first use, so that ``theorylab fit --help`` starts without scipy, sympy or matplotlib.
+
 References: Hoffmann et al. 2022 (Chinchilla), Besiroglu et al. 2024 (replication), Kaplan et al.
 2020, Hestness et al. 2017, Caballero et al. 2023 (broken laws), Tissue et al. 2024 (annealing).
 """
-from theorylab.fits.backtest import BacktestResult, backtest
-from theorylab.fits.bootstrap import BootstrapResult, bootstrap
-from theorylab.fits.compute_optimal import ComputeOptimal, chinchilla_closed_form, compute_optimal
-from theorylab.fits.fitting import fit, fit_arrays
-from theorylab.fits.forms import (Form, annealing, annealing_features, broken, chinchilla, expression, hoffmann_grid,
-                                  kaplan, make_form, power)
-from theorylab.fits.isoflop import IsoFLOPResult, isoflop_analysis
-from theorylab.fits.losses import Loss
-from theorylab.fits.optimize import Tolerance, multistart_lbfgs, variable_projection
-from theorylab.fits.result import FitResult, PredictionInterval
+from __future__ import annotations
 
-__all__ = [
-    "BacktestResult", "BootstrapResult", "ComputeOptimal", "FitResult", "Form", "IsoFLOPResult", "Loss",
-    "PredictionInterval", "Tolerance", "annealing", "annealing_features", "backtest", "bootstrap", "broken",
-    "chinchilla", "chinchilla_closed_form", "compute_optimal", "expression", "fit", "fit_arrays", "hoffmann_grid",
-    "isoflop_analysis", "kaplan", "make_form", "multistart_lbfgs", "power", "variable_projection",
-]
+import importlib
+from typing import Any
+
+_API: dict[str, str] = {
+    **dict.fromkeys(["BacktestResult", "backtest"], "theorylab.fits.backtest"),
+    **dict.fromkeys(["BootstrapResult", "bootstrap"], "theorylab.fits.bootstrap"),
+    **dict.fromkeys(["ComputeOptimal", "chinchilla_closed_form", "compute_optimal"], "theorylab.fits.compute_optimal"),
+    "SuspectFitWarning": "theorylab.fits.diagnostics",
+    **dict.fromkeys(["fit", "fit_arrays"], "theorylab.fits.fitting"),
+    **dict.fromkeys(["Form", "annealing", "annealing_features", "broken", "chinchilla", "expression", "hoffmann_grid",
+                     "kaplan", "make_form", "power"], "theorylab.fits.forms"),
+    **dict.fromkeys(["IsoFLOPResult", "isoflop_analysis"], "theorylab.fits.isoflop"),
+    "Loss": "theorylab.fits.losses",
+    **dict.fromkeys(["Tolerance", "multistart_lbfgs", "variable_projection"], "theorylab.fits.optimize"),
+    **dict.fromkeys(["FitResult", "PredictionInterval"], "theorylab.fits.result"),
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'theorylab.fits' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

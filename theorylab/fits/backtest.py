@@ -78,7 +78,7 @@ def backtest(result: FitResult, *, split: float | None = None, quantile: float |
         raise ValueError(f"split {on} <= {split:g} leaves {n_train} rows to fit ({P} parameters) and {n_test} "
                          "to test; need more fitting rows than parameters and at least one test row")
     law = result.law()
-    loss = Loss(**result.loss)
+    loss = Loss(**result.penalty)
     sub = {k: v[train] for k, v in result.data.items()}
     train_fit = fit_arrays(law, sub, result.response, loss, result.choices, groups=result.groups)
     X_test = {v: result.data[v][~train] for v in result.variables}

@@ -23,10 +23,12 @@ import numpy as np
 
 from theorylab.fits.forms import make_form
 from theorylab.fits.losses import Loss
-from theorylab.fits.optimize import Problem, Tolerance, exponent_grid, lbfgs, profile
+from theorylab.fits.optimize import (Problem, Tolerance, completed_starts, exponent_grid, lbfgs, nonlinear_natural,
+                                     profile, theta_bounds)
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
+from theorylab.progress import bar as progress_bar
 from theorylab.provenance import Stopwatch, make_meta
-from theorylab.results import Result, result_class
+from theorylab.results import HtmlTable, Result, result_class
 
 if TYPE_CHECKING:
     from theorylab.fits.result import FitResult
@@ -41,7 +43,7 @@ class BootstrapResult(Result):
 
     ``replicates[i]`` are the parameters (``param_names`` order) refitted on resample ``i``;
     ``lower``/``upper`` the ``level`` percentile interval; ``stderr`` the replicates' standard
-    deviation; ``n_failed`` replicates whose refit failed (left out of the intervals).
+    deviation; ``num_failed`` replicates whose refit failed (left out of the intervals).
     """
 
     param_names: tuple[str, ...]
@@ -53,8 +55,8 @@ class BootstrapResult(Result):
     stderr: np.ndarray
     level: float
     by: str
-    n_resamples: int
-    n_failed: int
+    num_resamples: int
+    num_failed: int
     seed: int
 
     def interval(self, name: str) -> tuple[float, float]:
@@ -63,6 +65,13 @@ class BootstrapResult(Result):
             raise ValueError(f"unknown parameter {name!r}; parameters are {list(self.param_names)}")
         i = self.param_names.index(name)
         return float(self.lower[i]), float(self.upper[i])
+
+    def _html_sections(self) -> list[HtmlTable]:
+        rows = [(name, f"{est:.6g}", f"[{lo:.4g}, {hi:.4g}]", f"{se:.3g}")
+                for name, est, lo, hi, se in zip(self.param_names, self.estimate, self.lower, self.upper, self.stderr)]
+        return [HtmlTable(f"{self.num_resamples - self.num_failed} of {self.num_resamples} resamples by {self.by} "
+                          f"({self.num_failed} failed)",
+                          ("parameter", "full-data fit", f"{self.level:.0%} interval", "bootstrap SE"), rows)]
 
     def plot(self, ax: Any = None, *, pair: tuple[str, str] | None = None) -> Any:
         """Scatter of the replicates of two parameters (default: the last two, e.g. alpha, beta)."""
@@ -92,17 +101,12 @@ def refit(problem: Problem, theta0: np.ndarray, seed: int) -> tuple[np.ndarray, 
     form = problem.form
     theta, value, _, _ = lbfgs(problem, theta0, Tolerance())
     if form.linear and form.nonlinear:
-        grid_theta = exponent_grid(form, problem.X, problem.y, CHECK_GRID, seed)
-        mask = np.array([p in form.positive for p in form.nonlinear])
-        grid_nat = np.where(mask, np.exp(np.where(mask, grid_theta, 0.0)), grid_theta)
+        grid_nat = nonlinear_natural(form, exponent_grid(problem, CHECK_GRID, seed))
         coef, values = profile(problem, grid_nat)
-        floor = 1e-12 * float(np.max(np.abs(problem.y)))
         for g in np.argsort(values)[:2]:
             if not values[g] < value * (1 - 1e-9):
                 break
-            natural = dict(zip(form.nonlinear, grid_nat[g]))
-            natural.update(zip(form.linear, np.maximum(coef[g], floor)))
-            start = form.to_theta(np.array([natural[p] for p in form.params]))
+            start = completed_starts(problem, grid_nat[g], coef[g])[0]
             t2, v2, _, _ = lbfgs(problem, start, Tolerance())
             if v2 < value:
                 theta, value = t2, v2
@@ -117,14 +121,15 @@ def _run_chunk(args: tuple[Any, ...]) -> list[tuple[int, np.ndarray, float]]:
 
 
 def _refit_many(spec: dict[str, Any], X: dict[str, np.ndarray], y: np.ndarray, loss: Loss,
-                groups: np.ndarray | None, theta0: np.ndarray, seed: int,
+                groups: np.ndarray | None, theta0: np.ndarray, bounds: dict[str, Any], seed: int,
                 indices: np.ndarray) -> list[tuple[int, np.ndarray, float]]:
     form = make_form(spec)
+    lower, upper = theta_bounds(form, bounds)
     out = []
     for i in indices:
         rng = np.random.default_rng([seed, i])
         rows = _resample_indices(rng, len(y), groups)
-        problem = Problem(form, {k: v[rows] for k, v in X.items()}, y[rows], loss)
+        problem = Problem(form, {k: v[rows] for k, v in X.items()}, y[rows], loss, lower=lower, upper=upper)
         try:
             theta, value = refit(problem, theta0, seed)
             out.append((i, form.to_natural(theta), value))
@@ -134,11 +139,12 @@ def _refit_many(spec: dict[str, Any], X: dict[str, np.ndarray], y: np.ndarray, l
 
 
 def bootstrap(result: FitResult, n: int = 1000, *, seed: int = 0, by: Literal["rows", "runs"] = "rows",
-              level: float = 0.95, workers: int = 1, progress: bool = False) -> BootstrapResult:
+              level: float = 0.95, workers: int = 1, progress: bool | None = None) -> BootstrapResult:
     """Refit ``result``'s law on ``n`` resamples; percentile intervals at ``level``.
 
     ``by="runs"`` needs the fit's ``groups`` column (a run id).  ``workers`` processes share the
-    replicates; ``progress`` shows a progress bar (tqdm, on stderr).
+    replicates; ``progress`` shows a progress bar (None: the automatic choice of
+    :func:`theorylab.progress.progress_enabled`, on in Jupyter and on a terminal).
     """
     if not (isinstance(n, (int, np.integer)) and n >= 2):
         raise ValueError(f"n must be an integer >= 2, got {n}")
@@ -156,31 +162,23 @@ def bootstrap(result: FitResult, n: int = 1000, *, seed: int = 0, by: Literal["r
     form = result.law()
     X = {v: result.data[v] for v in result.variables}
     y = result.data[result.response]
-    loss = Loss(**result.loss)
+    loss = Loss(**result.penalty)
     theta0 = form.to_theta(result.params)
     chunks = np.array_split(np.arange(n), max(1, min(n, workers * 8)))
-    tasks = [(result.form, X, y, loss, groups, theta0, seed, c) for c in chunks if len(c)]
+    bounds = result.choices.get("bounds") or {}
+    tasks = [(result.form, X, y, loss, groups, theta0, bounds, seed, c) for c in chunks if len(c)]
     found: list[tuple[int, np.ndarray, float]] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc="bootstrap", unit="fit")
-    with Stopwatch() as watch:
+    with Stopwatch() as watch, progress_bar(n, desc="bootstrap", unit="fit", enabled=progress) as bar:
         if workers == 1:
             for task in tasks:
                 found += _run_chunk(task)   # one BLAS thread here too
-                if bar is not None:
-                    bar.update(len(task[-1]))
+                bar.update(len(task[-1]))
         else:
             ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 for part in pool.map(_run_chunk, tasks):
                     found += part
-                    if bar is not None:
-                        bar.update(len(part))
-    if bar is not None:
-        bar.close()
+                    bar.update(len(part))
     found.sort(key=lambda t: t[0])
     reps = np.stack([f[1] for f in found])
     objectives = np.array([f[2] for f in found])
@@ -191,6 +189,6 @@ def bootstrap(result: FitResult, n: int = 1000, *, seed: int = 0, by: Literal["r
     lower, upper = np.quantile(good, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return BootstrapResult(param_names=result.param_names, estimate=result.params, replicates=good,
                            objectives=objectives[ok], lower=lower, upper=upper, stderr=good.std(axis=0, ddof=1),
-                           level=level, by=by, n_resamples=n, n_failed=int((~ok).sum()), seed=seed,
+                           level=level, by=by, num_resamples=n, num_failed=int((~ok).sum()), seed=seed,
                            meta=make_meta(seed=seed, dtype="float64", device="cpu", workers=workers,
                                           wall_time_s=round(watch.seconds, 3)))

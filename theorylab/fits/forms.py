@@ -42,15 +42,19 @@ class Form:
     parameters that enter linearly (solved by NNLS in variable projection).  ``ranges``: the box of
     starting values of each parameter *in optimiser coordinates* (log for positive ones); a
     callable ``(X, y) -> Ranges`` when the box depends on the data.  ``positive_variables``: the
-    inputs that must be > 0 (default all).  ``spec`` rebuilds the form
-    with :func:`make_form` (it is what a saved result stores).
+    inputs that must be > 0 (default all).  ``decreasing``: the variables in which the law is meant
+    to decrease (a scaling law's loss falls with model size and data); None when the form does not
+    say, and the fit then compares the law's slopes with the data's trend.  ``spec`` rebuilds the
+    form with :func:`make_form` (it is what a saved result stores).
     """
 
     def __init__(self, name: str, expr: sp.Expr, variables: Sequence[str], params: Sequence[str], *,
                  positive: Sequence[str] = (), linear: Sequence[str] = (),
                  ranges: Ranges | Callable[[Mapping[str, np.ndarray], np.ndarray], Ranges] | None = None,
-                 spec: dict[str, Any] | None = None, positive_variables: Sequence[str] | None = None):
+                 spec: dict[str, Any] | None = None, positive_variables: Sequence[str] | None = None,
+                 decreasing: Sequence[str] | None = None):
         self.name = name
+        self.decreasing = None if decreasing is None else tuple(decreasing)
         self.expr = expr
         self.variables = tuple(variables)
         self.params = tuple(params)
@@ -69,6 +73,8 @@ class Form:
         psyms = symbols[len(self.variables):]
         self._value = sp.lambdify(symbols, expr, modules="numpy", cse=True)
         self._jac = sp.lambdify(symbols, [sp.diff(expr, p) for p in psyms], modules="numpy", cse=True)
+        vsyms = symbols[: len(self.variables)]
+        self._slopes = sp.lambdify(symbols, [sp.diff(expr, v) for v in vsyms], modules="numpy", cse=True)
         self.nonlinear = tuple(p for p in self.params if p not in self.linear)
         if self.linear:
             lin = [sp.Symbol(p, real=True) for p in self.linear]
@@ -105,6 +111,13 @@ class Form:
         n = len(np.asarray(X[self.variables[0]]))
         with np.errstate(all="ignore"):
             cols = self._jac(*self._args(X, params))
+        return np.stack([np.broadcast_to(np.asarray(c, dtype=float), (n,)) for c in cols], axis=1)
+
+    def slopes(self, X: Mapping[str, np.ndarray], params: Sequence[float] | np.ndarray) -> np.ndarray:
+        """``d f / d x`` for each variable at the rows of ``X``: an (n, V) array."""
+        n = len(np.asarray(X[self.variables[0]]))
+        with np.errstate(all="ignore"):
+            cols = self._slopes(*self._args(X, params))
         return np.stack([np.broadcast_to(np.asarray(c, dtype=float), (n,)) for c in cols], axis=1)
 
     def basis(self, X: Mapping[str, np.ndarray], nonlinear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +182,7 @@ def power(variable: str = "x") -> Form:
     x, E, A, alpha = _sym(variable, "E", "A", "alpha")
     return Form("power", E + A * x ** (-alpha), [variable], ["E", "A", "alpha"], positive=["E", "A"],
                 linear=["E", "A"], ranges={"alpha": (0.0, 2.0), "E": (-3.0, 2.0), "A": (-2.0, 12.0)},
-                spec={"form": "power", "variable": variable})
+                spec={"form": "power", "variable": variable}, decreasing=[variable])
 
 
 def chinchilla(n: str = "N", d: str = "D") -> Form:
@@ -183,7 +196,7 @@ def chinchilla(n: str = "N", d: str = "D") -> Form:
                 positive=["E", "A", "B"], linear=["E", "A", "B"],
                 ranges={"alpha": (0.0, 2.0), "beta": (0.0, 2.0), "E": (-1.0, 1.0), "A": (0.0, 25.0),
                         "B": (0.0, 25.0)},
-                spec={"form": "chinchilla", "n": n, "d": d})
+                spec={"form": "chinchilla", "n": n, "d": d}, decreasing=[n, d])
 
 
 def hoffmann_grid() -> np.ndarray:
@@ -207,7 +220,7 @@ def kaplan(n: str = "N", d: str = "D") -> Form:
                 positive=["N_c", "D_c", "alpha_N", "alpha_D"],
                 ranges={"N_c": (np.log(1e8), np.log(1e16)), "D_c": (np.log(1e8), np.log(1e16)),
                         "alpha_N": (np.log(0.02), np.log(1.0)), "alpha_D": (np.log(0.02), np.log(1.0))},
-                spec={"form": "kaplan", "n": n, "d": d})
+                spec={"form": "kaplan", "n": n, "d": d}, decreasing=[n, d])
 
 
 def broken(variable: str = "x", breaks: int = 1) -> Form:
@@ -235,7 +248,7 @@ def broken(variable: str = "x", breaks: int = 1) -> Form:
         return box
 
     return Form("broken", a + expr, [variable], names, positive=positive, linear=["a", "b"], ranges=ranges,
-                spec={"form": "broken", "variable": variable, "breaks": breaks})
+                spec={"form": "broken", "variable": variable, "breaks": breaks}, decreasing=())
 
 
 def annealing(s1: str = "S1", s2: str = "S2") -> Form:
@@ -248,7 +261,7 @@ def annealing(s1: str = "S1", s2: str = "S2") -> Form:
     return Form("annealing", L0 + A * S1 ** (-alpha) - C * S2, [s1, s2], ["L0", "A", "C", "alpha"],
                 positive=["L0", "A", "C"], linear=["L0", "A", "C"],
                 ranges={"alpha": (0.0, 2.0), "L0": (-3.0, 2.0), "A": (-3.0, 3.0), "C": (-3.0, 3.0)},
-                spec={"form": "annealing", "s1": s1, "s2": s2}, positive_variables=[s1])
+                spec={"form": "annealing", "s1": s1, "s2": s2}, positive_variables=[s1], decreasing=[s1])
 
 
 def annealing_features(lr: Sequence[float] | np.ndarray, *, decay: float = 0.999) -> tuple[np.ndarray, np.ndarray]:
@@ -282,8 +295,12 @@ def expression(text: str, variables: Sequence[str], *, positive: Sequence[str] =
     The text is parsed without ``eval`` (see :func:`theorylab.fits.expressions.parse_expression`);
     every name that is not a variable is a parameter.  Inputs are not checked for sign: where the law is
     undefined on the data the fit reports it.  ``positive`` parameters are fitted in log
-    coordinates; ``ranges`` gives starting boxes (optimiser coordinates; default [0, 1], or
-    [-3, 3] for log coordinates).
+    coordinates; so is every *scale parameter*, a parameter that multiplies the base of a power
+    with a fitted exponent, like ``N_c`` in ``(N_c / N)**alpha`` (Kaplan et al. 2020): the power is
+    real only for a positive base, and a scale is found in log coordinates whatever its magnitude.
+    A scale that shares its base with variables starts in a box of magnitudes around theirs (from
+    1e-3 times the smallest to 1e6 times the largest value); ``ranges`` gives starting boxes
+    (optimiser coordinates; default [0, 1], or [-3, 3] for log coordinates).
     """
     variables = tuple(variables)
     if not variables:
@@ -292,9 +309,42 @@ def expression(text: str, variables: Sequence[str], *, positive: Sequence[str] =
     unknown = set(positive) - set(params)
     if unknown:
         raise ValueError(f"positive names {sorted(unknown)} are not parameters of {text!r}")
-    return Form("expression", expr, variables, params, positive=positive, ranges=ranges, positive_variables=(),
+    scales = scale_parameters(expr, variables, params)
+    given = dict(ranges or {})
+
+    def box(X: Mapping[str, np.ndarray], y: np.ndarray) -> Ranges:
+        out: Ranges = {}
+        for p, near in scales.items():
+            logs = [np.log(x[x > 0]) for x in (np.asarray(X[v], dtype=float) for v in near)]
+            logs = [v for v in logs if v.size]
+            if logs:
+                out[p] = (float(min(v.min() for v in logs)) - np.log(1e3), float(max(v.max() for v in logs)) + np.log(1e6))
+        out.update(given)
+        return out
+
+    return Form("expression", expr, variables, params, positive=sorted(set(positive) | set(scales)), ranges=box,
+                positive_variables=(),
                 spec={"form": "expression", "text": text, "variables": list(variables),
-                      "positive": list(positive), "ranges": {k: list(v) for k, v in (ranges or {}).items()}})
+                      "positive": list(positive), "ranges": {k: list(v) for k, v in given.items()}})
+
+
+def scale_parameters(expr: sp.Expr, variables: Sequence[str], params: Sequence[str]) -> dict[str, list[str]]:
+    """Parameters that are factors of the base of a power whose exponent holds a parameter, each
+    with the variables in the same base: ``(N_c/N)**alpha`` -> ``{"N_c": ["N"]}``."""
+    names = set(params)
+    out: dict[str, list[str]] = {}
+    for power_node in expr.atoms(sp.Pow):
+        base, exponent = power_node.as_base_exp()
+        if not {s.name for s in exponent.free_symbols} & names:
+            continue
+        factors = sp.Mul.make_args(base)
+        near = sorted({s.name for s in base.free_symbols} & set(variables))
+        for factor in factors:
+            core = factor.as_base_exp()[0]
+            if isinstance(core, sp.Symbol) and core.name in names:
+                out.setdefault(core.name, [])
+                out[core.name] = sorted(set(out[core.name]) | set(near))
+    return out
 
 
 BUILTIN = {"power": power, "chinchilla": chinchilla, "kaplan": kaplan, "broken": broken, "annealing": annealing}

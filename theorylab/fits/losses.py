@@ -24,10 +24,11 @@ from typing import Literal
 
 import numpy as np
 
+from theorylab.fits.choices import LOSSES
+
 LossName = Literal["huber", "mse", "mae"]
 Space = Literal["log", "raw"]
 Reduction = Literal["sum", "mean"]
-LOSSES = ("huber", "mse", "mae")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Loss:
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.name!r}")
+            raise ValueError(f"penalty must be one of {LOSSES}, got {self.name!r}")
         if self.space not in ("log", "raw"):
             raise ValueError(f"space must be 'log' or 'raw', got {self.space!r}")
         if self.reduction not in ("sum", "mean"):

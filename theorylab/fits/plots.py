@@ -14,20 +14,23 @@ from typing import Any
 
 import numpy as np
 
-from theorylab.fits.result import FitResult
+from theorylab.fits.result import FitResult, display_rows
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new, new_figure
 
 
 def fit_figure(result: FitResult) -> Any:
-    """Two panels: fitted vs observed (log-log) and residuals (loss's scale) vs fitted value."""
+    """Two panels: fitted vs observed and residuals (loss's scale) vs fitted value (log axes where
+    the values span a decade)."""
     fig, (left, right) = new_figure(2)
     result.plot(left)
     pred = result.predict()
+    rows = display_rows(len(pred))
     right.axhline(0.0, color=PREDICTED, lw=1)
-    right.scatter(pred, result.residuals, s=10, color=MEASURED, alpha=0.7)
-    right.set_xscale("log")
+    right.scatter(pred[rows], result.residuals[rows], s=10, color=MEASURED, alpha=0.7)
+    if pred.max() > 10 * pred.min() > 0:
+        right.set_xscale("log")
     right.set_xlabel(f"fitted {result.response}")
-    right.set_ylabel(f"residual ({result.loss['space']} scale)")
+    right.set_ylabel(f"residual ({result.penalty['space']} scale)")
     right.set_title("residuals")
     return fig
 
@@ -45,7 +48,8 @@ def contour_figure(result: FitResult, *, ax: Any = None, frontier: bool = True, 
     Z = result.predict({n_var: gn.ravel(), d_var: gd.ravel()}).reshape(gn.shape)
     cs = ax.contour(gn, gd, Z, levels=levels, cmap="viridis", linewidths=0.8)
     ax.clabel(cs, fontsize=6, fmt="%.2f")
-    ax.scatter(N, D, s=8, color=MEASURED, alpha=0.6, label="runs")
+    rows = display_rows(len(N))
+    ax.scatter(N[rows], D[rows], s=8, color=MEASURED, alpha=0.6, label="runs")
     if frontier:
         C = np.logspace(np.log10(6 * gn.min() * gd.min()), np.log10(6 * gn.max() * gd.max()), 60)
         opt = result.compute_optimal(C)
@@ -75,7 +79,8 @@ def learning_curve_figure(result: FitResult, *, ax: Any = None, extend_to: float
     band = result.predict_interval({var: grid}, level=level, bootstrap=bootstrap)
     ax.fill_between(grid, band.lower, band.upper, color=PREDICTED, alpha=0.2, label=f"{level:.0%} band")
     ax.plot(grid, band.mean, color=PREDICTED, label="fit")
-    ax.scatter(x, result.data[result.response], s=14, color=MEASURED, label="fitted points")
+    rows = display_rows(len(x))
+    ax.scatter(x[rows], result.data[result.response][rows], s=14, color=MEASURED, label="fitted points")
     if held_out is not None:
         ax.scatter(held_out[0], held_out[1], s=22, facecolors="none", edgecolors=MEASURED, label="held out")
     ax.set_xscale("log")

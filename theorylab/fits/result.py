@@ -15,7 +15,19 @@ from scipy import stats
 
 from theorylab.fits.forms import Form, make_form
 from theorylab.plotting import MEASURED, PREDICTED, axes_or_new
-from theorylab.results import Result, result_class
+from theorylab.results import HtmlTable, Result, result_class, value_with_error
+
+#: scatter plots of a fit draw at most this many rows (a fixed random subset of larger tables)
+MAX_ROWS_SHOWN = 20_000
+
+
+def display_rows(n: int) -> np.ndarray:
+    """The indices of the rows a scatter plot draws: all of them, or a fixed subset of
+    :data:`MAX_ROWS_SHOWN` (seeded, sorted) for larger tables, which would take seconds to draw and
+    show nothing more."""
+    if n <= MAX_ROWS_SHOWN:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, MAX_ROWS_SHOWN, replace=False))
 
 
 @result_class
@@ -26,9 +38,11 @@ class FitResult(Result):
     ``s^2 (J'J)^-1`` in natural units (J: residual Jacobian, ``s^2 = RSS / (n - P)``; exact for
     least squares, an approximation for Huber and MAE -- prefer :meth:`bootstrap` intervals there).
     ``aic = n log(RSS/n) + 2P`` and ``bic = n log(RSS/n) + P log n`` use the Gaussian likelihood
-    of the residuals in the loss's space.  ``n_reached`` of ``n_starts`` optimiser starts reached
+    of the residuals in the loss's space.  ``num_reached`` of ``num_starts`` optimiser starts reached
     the best objective (relative distance 1e-7).  ``data`` holds the numeric columns of the rows
-    used (the variables, the response, and e.g. C or a run id).
+    used (the variables, the response, and e.g. C or a run id).  ``warnings`` says why the fit looks
+    suspect (parameters at bounds, undefined or huge standard errors, an alternative optimum, a
+    direction against the law's meaning); empty for a fit with no such sign.
     """
 
     form: dict[str, Any]
@@ -42,16 +56,18 @@ class FitResult(Result):
     objective: float
     aic: float
     bic: float
-    n_points: int
+    num_points: int
     residuals: np.ndarray
-    loss: dict[str, Any]
+    penalty: dict[str, Any]
     method: str
-    n_starts: int
-    n_reached: int
+    num_starts: int
+    num_reached: int
     converged: bool
     choices: dict[str, Any]
     data: dict[str, np.ndarray]
     groups: str | None = None
+    #: why the fit looks suspect, one sentence each (see :mod:`theorylab.fits.diagnostics`)
+    warnings: tuple[str, ...] = ()
 
     # -- access -------------------------------------------------------------------------------
     @property
@@ -109,7 +125,7 @@ class FitResult(Result):
             jac = form.jacobian(Xn, self.params)
             sd = np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", jac, self.covariance, jac), 0.0))
             z = stats.norm.ppf((1 + level) / 2)
-            if self.loss["space"] == "log":
+            if self.penalty["space"] == "log":
                 lo, hi = mean * np.exp(-z * sd / mean), mean * np.exp(z * sd / mean)
             else:
                 lo, hi = mean - z * sd, mean + z * sd
@@ -118,7 +134,7 @@ class FitResult(Result):
 
     # -- uncertainty, extrapolation, allocation ---------------------------------------------
     def bootstrap(self, n: int = 1000, seed: int = 0, *, by: Literal["rows", "runs"] = "rows",
-                  level: float = 0.95, workers: int = 1, progress: bool = False) -> Any:
+                  level: float = 0.95, workers: int = 1, progress: bool | None = None) -> Any:
         """Non-parametric bootstrap: refit on ``n`` resamples (see :func:`theorylab.fits.bootstrap.bootstrap`)."""
         from theorylab.fits.bootstrap import bootstrap
 
@@ -139,26 +155,48 @@ class FitResult(Result):
     # -- display ------------------------------------------------------------------------------
     def report(self) -> str:
         """A short Markdown report: the law, the parameters with standard errors, the fit quality."""
-        lines = [f"**{self.form['form']}** law `{self.response} = {self.formula}` fitted to {self.n_points} points",
+        lines = [f"**{self.form['form']}** law `{self.response} = {self.formula}` fitted to {self.num_points} points",
                  "", "| parameter | value | std. error |", "|---|---|---|"]
         lines += [f"| {k} | {v:.6g} | {s:.3g} |" for k, v, s in zip(self.param_names, self.params, self.stderr)]
-        loss = self.loss
+        loss = self.penalty
         lines += ["", f"Objective {self.objective:.10g} ({loss['reduction']} of {loss['name']}"
                       + (f", delta {loss['delta']:g}" if loss["name"] == "huber" else "")
                       + f", {loss['space']} scale); AIC {self.aic:.4g}, BIC {self.bic:.4g}; method {self.method}, "
-                      f"{self.n_reached} of {self.n_starts} starts reached the best objective."]
+                      f"{self.num_reached} of {self.num_starts} starts reached the best objective."]
+        if self.warnings:
+            lines += ["", "**Suspect fit:**", *(f"- {w}" for w in self.warnings)]
         return "\n".join(lines)
 
+    def _html_sections(self) -> list[HtmlTable]:
+        """The parameters with standard errors, then the fit statistics (as lmfit's fit report)."""
+        params = [(name, value_with_error(v, se), f"{se / abs(v):.1%}" if v and np.isfinite(se) else "")
+                  for name, v, se in zip(self.param_names, self.params, self.stderr)]
+        loss = self.penalty
+        objective = (f"{self.objective:.6g} ({loss['reduction']} of {loss['name']}"
+                     + (f" δ={loss['delta']:g}" if loss["name"] == "huber" else "") + f", {loss['space']} scale)")
+        quality = [("law", f"{self.response} = {self.formula}"), ("rows", f"{self.num_points:,}"),
+                   ("objective", objective), ("AIC / BIC", f"{self.aic:.5g} / {self.bic:.5g}"),
+                   ("optimiser", f"{self.method}: {self.num_reached} of {self.num_starts} starts reached the best"
+                                 f"{'' if self.converged else ', not converged'}")]
+        return [HtmlTable(f"{self.form['form']} law", ("parameter", "value ± std. error", "relative"), params),
+                HtmlTable("fit", None, quality)]
+
+    def _html_notes(self) -> list[str]:
+        return [f"Suspect fit: {w}" for w in self.warnings]
+
     def plot(self, ax: Any = None) -> Any:
-        """Fitted against observed values (log-log), with the identity line."""
+        """Fitted against observed values (log-log where they span a decade), with the identity line."""
         ax = axes_or_new(ax)
         y = self.data[self.response]
         pred = self.predict()
         lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
         ax.plot([lo, hi], [lo, hi], color=PREDICTED, lw=1, label="y = fit")
-        ax.scatter(y, pred, s=10, color=MEASURED, alpha=0.7, label="runs")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        rows = display_rows(len(y))
+        label = "runs" if len(rows) == len(y) else f"{len(rows):,} of {len(y):,} rows"
+        ax.scatter(y[rows], pred[rows], s=10, color=MEASURED, alpha=0.7, label=label)
+        if hi > 10 * lo > 0:  # log axes only where the values span a decade (else their labels crowd)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
         ax.set_xlabel(f"observed {self.response}")
         ax.set_ylabel(f"fitted {self.response}")
         ax.set_title(f"{self.form['form']} fit (objective {self.objective:.4g})")

@@ -1,7 +1,8 @@
 """Infinite-width kernels of a fully connected network: the NNGP kernel and the NTK.
 
 The network is :class:`theorylab.models.MLP` in NTK parametrization with ``depth`` hidden layers,
-weight variance ``sw^2 = weight_var`` and bias variance ``sb^2 = bias_var``:
+weight variance ``sw^2 = weight_var`` and bias variance ``sb^2 = bias_var`` (the same names and
+defaults as ``MLP(..., parametrization="ntk")``: ``weight_var=1``, ``bias_var=0``):
 ``h^1 = sw/sqrt(d) W^1 x + sb b^1``, ``h^{l+1} = sw/sqrt(n) W^{l+1} phi(h^l) + sb b^{l+1}`` and
 ``f = h^{depth+1}``, every entry of ``W``, ``b`` standard normal.  As the width ``n -> inf``
 (Neal 1996; Lee et al. 2018, Eq. 4; Jacot et al. 2018, Theorem 1; Arora et al. 2019, Eqs. 9-11):
@@ -13,7 +14,7 @@ weight variance ``sw^2 = weight_var`` and bias variance ``sb^2 = bias_var``:
 
 with ``(u, v) ~ N(0, [[Sigma^l(x,x), Sigma^l(x,x')], [Sigma^l(x,x'), Sigma^l(x',x')]])``.  The
 network output has covariance ``Sigma^{depth+1}`` (the NNGP kernel) and every output has tangent
-kernel ``Theta^{depth+1}`` (``Theta_ij = delta_ij Theta``: compare with ``empirical_ntk(reduce="mean")``).
+kernel ``Theta^{depth+1}`` (``Theta_ij = delta_ij Theta``: compare with ``empirical_ntk(reduction="mean")``).
 
 Closed-form Gaussian expectations (with ``cos t = S12 / sqrt(S11 S22)``):
 
@@ -21,6 +22,10 @@ Closed-form Gaussian expectations (with ``cos t = S12 / sqrt(S11 S22)``):
   ``E[phi'(u)phi'(v)] = (pi - t) / (2 pi)``;
 * erf (Williams 1997): ``E[phi(u)phi(v)] = (2/pi) arcsin(2 S12 / sqrt((1 + 2 S11)(1 + 2 S22)))``,
   ``E[phi'(u)phi'(v)] = (4/pi) / sqrt((1 + 2 S11)(1 + 2 S22) - 4 S12^2)``.
+
+For ``x2=None`` the variances ``S(x, x)`` are read off the diagonal of the one kernel matrix, so a
+diagonal entry has ``cos t = 1`` exactly and comes out exact (variances and cross terms from two
+separate computations differ by rounding, and ``arccos(1 - ulp)`` is already 1.5e-8).
 """
 from __future__ import annotations
 
@@ -36,14 +41,14 @@ ACTIVATIONS: tuple[str, ...] = ("relu", "erf")
 
 
 def analytic_ntk(x1: Tensor | np.ndarray, x2: Tensor | np.ndarray | None = None, *, depth: int,
-                 activation: AnalyticActivation = "relu", weight_var: float = 2.0,
+                 activation: AnalyticActivation = "relu", weight_var: float = 1.0,
                  bias_var: float = 0.0) -> Tensor:
     """The infinite-width NTK ``Theta^{depth+1}(x1, x2)`` per output, ``(N1, N2)`` float64."""
     return _kernels(x1, x2, depth=depth, activation=activation, weight_var=weight_var, bias_var=bias_var)[1]
 
 
 def analytic_nngp(x1: Tensor | np.ndarray, x2: Tensor | np.ndarray | None = None, *, depth: int,
-                  activation: AnalyticActivation = "relu", weight_var: float = 2.0,
+                  activation: AnalyticActivation = "relu", weight_var: float = 1.0,
                   bias_var: float = 0.0) -> Tensor:
     """The infinite-width NNGP kernel ``Sigma^{depth+1}(x1, x2)`` (output covariance), ``(N1, N2)`` float64."""
     return _kernels(x1, x2, depth=depth, activation=activation, weight_var=weight_var, bias_var=bias_var)[0]
@@ -69,16 +74,22 @@ def _kernels(x1, x2, *, depth, activation, weight_var, bias_var) -> tuple[Tensor
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"x1 and x2 must have the same number of features, got {a.shape[1]} and {b.shape[1]}")
     d = a.shape[1]
+    symmetric = x2 is None
     cross = weight_var * (a @ b.T) / d + bias_var          # Sigma^1(x1, x2)
-    diag1 = weight_var * np.einsum("ij,ij->i", a, a) / d + bias_var
-    diag2 = weight_var * np.einsum("ij,ij->i", b, b) / d + bias_var
+    diag1 = diag2 = np.diagonal(cross).copy() if symmetric else None
+    if not symmetric:
+        diag1 = weight_var * np.einsum("ij,ij->i", a, a) / d + bias_var
+        diag2 = weight_var * np.einsum("ij,ij->i", b, b) / d + bias_var
     ntk = cross.copy()
     for _ in range(depth):
         e_phi, e_dphi = _expectations(activation, cross, diag1, diag2)
         cross = weight_var * e_phi + bias_var
         ntk = cross + ntk * weight_var * e_dphi
-        diag1 = weight_var * _diag(activation, diag1) + bias_var
-        diag2 = weight_var * _diag(activation, diag2) + bias_var
+        if symmetric:
+            diag1 = diag2 = np.diagonal(cross).copy()
+        else:
+            diag1 = weight_var * _diag(activation, diag1) + bias_var
+            diag2 = weight_var * _diag(activation, diag2) + bias_var
     return torch.from_numpy(cross), torch.from_numpy(ntk)
 
 
@@ -97,8 +108,8 @@ def _expectations(activation: str, s12: np.ndarray, s11: np.ndarray, s22: np.nda
         norms = np.sqrt(s11 * s22)
         cos = np.clip(s12 / np.where(norms > 0, norms, 1.0), -1.0, 1.0)
         t = np.arccos(cos)
-        e_phi = norms * (np.sin(t) + (math.pi - t) * cos) / (2 * math.pi)
-        e_dphi = (math.pi - t) / (2 * math.pi)
+        e_dphi = 0.5 - t / (2 * math.pi)                    # (pi - t) / (2 pi), exactly 1/2 at t = 0
+        e_phi = norms * (np.sin(t) / (2 * math.pi) + e_dphi * cos)
         return e_phi, e_dphi
     denom = (1.0 + 2.0 * s11) * (1.0 + 2.0 * s22)
     e_phi = (2.0 / math.pi) * np.arcsin(np.clip(2.0 * s12 / np.sqrt(denom), -1.0, 1.0))

@@ -17,17 +17,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from theorylab.kernels.empirical import KernelLike, empirical_ntk, kernel_tensor
 from theorylab.plotting import axes_or_new
 from theorylab.provenance import make_meta
 from theorylab.results import Result, result_class
 from theorylab.train import Monitor
 
 
-def _square_kernel(name: str, k: Tensor | np.ndarray) -> Tensor:
-    k = torch.as_tensor(k).detach().cpu().to(torch.float64)
+def _square_kernel(name: str, k: KernelLike) -> Tensor:
+    k = kernel_tensor(k).detach().cpu().to(torch.float64)
     if k.dim() == 4:
         raise ValueError(f"{name} has shape {tuple(k.shape)}: reduce the output axes first "
-                         "(empirical_ntk(..., reduce='mean'))")
+                         "(empirical_ntk(..., reduction='mean'))")
     if k.dim() != 2 or k.shape[0] != k.shape[1] or k.shape[0] == 0:
         raise ValueError(f"{name} must be a square (N, N) kernel matrix, got shape {tuple(k.shape)}")
     if not torch.isfinite(k).all():
@@ -61,20 +62,20 @@ def _cosine(a: Tensor, b: Tensor, what: str) -> float:
     return float((a * b).sum() / (na * nb))
 
 
-def kernel_alignment(kernel: Tensor | np.ndarray, targets: Tensor | np.ndarray, *, centered: bool = False) -> float:
-    """Kernel-target alignment ``<K, Y Y^T>_F / (||K||_F ||Y Y^T||_F)`` (centred with ``centered=True``).
+def kernel_alignment(kernel: KernelLike, targets: Tensor | np.ndarray, *, center: bool = False) -> float:
+    """Kernel-target alignment ``<K, Y Y^T>_F / (||K||_F ||Y Y^T||_F)`` (centred with ``center=True``).
 
     ``targets`` is (N,) or (N, C) real-valued, or (N,) integer class labels (used one-hot).
     """
     k = _square_kernel("kernel", kernel)
     y = _targets(targets, k.shape[0])
     yy = y @ y.T
-    if centered:
+    if center:
         k, yy = _center(k), _center(yy)
     return _cosine(k, yy, "alignment")
 
 
-def kernel_distance(kernel1: Tensor | np.ndarray, kernel2: Tensor | np.ndarray) -> float:
+def kernel_distance(kernel1: KernelLike, kernel2: KernelLike) -> float:
     """Kernel distance ``1 - <K1, K2>_F / (||K1||_F ||K2||_F)`` (Fort et al. 2020)."""
     k1, k2 = _square_kernel("kernel1", kernel1), _square_kernel("kernel2", kernel2)
     if k1.shape != k2.shape:
@@ -97,7 +98,7 @@ class KernelVelocity(Result):
         return ax
 
 
-def kernel_velocity(kernels: Sequence[Tensor | np.ndarray], steps: Sequence[int]) -> KernelVelocity:
+def kernel_velocity(kernels: Sequence[KernelLike], steps: Sequence[int]) -> KernelVelocity:
     """Kernel velocity ``S(K_t, K_t') / (t' - t)`` between consecutive kernels measured at ``steps``."""
     if len(kernels) != len(steps) or len(kernels) < 2:
         raise ValueError(f"need at least two kernels and one step per kernel, got {len(kernels)} kernels "
@@ -138,7 +139,7 @@ class KernelSpectrum(Result):
         return ax
 
 
-def kernel_spectrum(kernel: Tensor | np.ndarray, targets: Tensor | np.ndarray | None = None) -> KernelSpectrum:
+def kernel_spectrum(kernel: KernelLike, targets: Tensor | np.ndarray | None = None) -> KernelSpectrum:
     """Eigendecomposition of a symmetric kernel; with ``targets``, how the target spreads over eigenvectors."""
     k = _square_kernel("kernel", kernel)
     if not torch.allclose(k, k.T, rtol=1e-6, atol=1e-8 * float(k.abs().max())):
@@ -160,28 +161,26 @@ def kernel_spectrum(kernel: Tensor | np.ndarray, targets: Tensor | np.ndarray | 
 
 
 def ntk_monitor(x: Tensor, targets: Tensor | None = None, *, every: int = 1, name: str = "ntk",
-                params: Any = None, block_size: int = 64) -> Monitor:
+                params: Any = None, block_size: int | None = None) -> Monitor:
     """A training monitor: NTK alignment and kernel distance to the first measured kernel.
 
-    Every ``every`` steps it computes ``K_t = empirical_ntk(model, x, reduce="mean")`` and reports
+    Every ``every`` steps it computes ``K_t = empirical_ntk(model, x, reduction="mean")`` and reports
     ``distance_to_init = S(K_0, K_t)`` (``K_0``: the kernel at the first call, normally step 0),
     the relative Frobenius change ``||K_t - K_0||_F / ||K_0||_F`` and, with ``targets``, the
     plain and centred kernel-target alignment.
     """
-    from theorylab.kernels.empirical import empirical_ntk
-
     x = x.detach().clone()
     y = None if targets is None else targets.detach().clone()
     reference: dict[str, Tensor] = {}
 
     def measure(model: Any, step: int) -> dict[str, float]:
-        k = empirical_ntk(model, x, params=params, reduce="mean", block_size=block_size).detach().cpu().double()
+        k = kernel_tensor(empirical_ntk(model, x, params=params, reduction="mean", block_size=block_size)).double()
         k0 = reference.setdefault("k0", k)
         out = {"distance_to_init": kernel_distance(k0, k),
                "relative_change": float(torch.linalg.norm(k - k0) / torch.linalg.norm(k0))}
         if y is not None:
             out["alignment"] = kernel_alignment(k, y)
-            out["centered_alignment"] = kernel_alignment(k, y, centered=True)
+            out["centered_alignment"] = kernel_alignment(k, y, center=True)
         return out
 
     return Monitor(name, measure, every=every)

@@ -23,12 +23,14 @@ import math
 import torch
 from torch import Tensor
 
+from theorylab.kernels.empirical import KernelLike, kernel_tensor
 
-def _prepare(k_train: Tensor, k_test_train: Tensor, y_train: Tensor, f0_train: Tensor | None,
+
+def _prepare(k_train: KernelLike, k_test_train: KernelLike, y_train: Tensor, f0_train: Tensor | None,
              f0_test: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, int, bool]:
     """Flatten to an (M, M) system, M = N (per-output kernel) or N O (full kernel)."""
-    k_train = torch.as_tensor(k_train).detach().to(torch.float64)
-    k_test_train = torch.as_tensor(k_test_train).detach().to(torch.float64)
+    k_train = kernel_tensor(k_train).detach().to(torch.float64)
+    k_test_train = kernel_tensor(k_test_train).detach().to(torch.float64)
     y = torch.as_tensor(y_train).detach().to(torch.float64)
     n = k_train.shape[0]
     if y.shape[:1] != (n,):
@@ -59,7 +61,7 @@ def _prepare(k_train: Tensor, k_test_train: Tensor, y_train: Tensor, f0_train: T
     return k_train, k_test_train, residual, f0_test, n_out, full
 
 
-def linearized_gd(k_train: Tensor, k_test_train: Tensor, y_train: Tensor, *, lr: float, steps: int,
+def linearized_gd(k_train: KernelLike, k_test_train: KernelLike, y_train: Tensor, *, lr: float, steps: int,
                   f0_train: Tensor | None = None, f0_test: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Train and test predictions ``(f_t(X), f_t(X*))`` of the linearised network after ``steps`` GD steps.
 
@@ -86,7 +88,7 @@ def linearized_gd(k_train: Tensor, k_test_train: Tensor, y_train: Tensor, *, lr:
     return (r_t.reshape(n, n_out) + y), f_test.reshape(-1, n_out)
 
 
-def kernel_regression(k_train: Tensor, k_test_train: Tensor, y_train: Tensor, *, ridge: float = 0.0,
+def kernel_regression(k_train: KernelLike, k_test_train: KernelLike, y_train: Tensor, *, ridge: float = 0.0,
                       f0_train: Tensor | None = None, f0_test: Tensor | None = None) -> Tensor:
     """Kernel (ridge) regression ``f0(X*) + K(X*, X) (K + ridge I)^{-1} (Y - f0(X))``, shape (N*, O).
 

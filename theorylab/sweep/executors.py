@@ -7,13 +7,15 @@
 * any ``concurrent.futures.Executor`` instance, e.g. :func:`slurm_executor` (submitit, optional) or
   a ``ThreadPoolExecutor``.
 
-Each run sets its own CPU thread count (:func:`cpu_threads`, one thread by default), whatever
-executor runs it: ``n`` workers then use ``n`` cores instead of fighting over them, and a run gives
-bit-for-bit the same numbers in the calling process, in a worker, or on a cluster node.
+Each run sets its own CPU thread count (:class:`theorylab.devices.threads`, one thread by default),
+whatever executor runs it: ``n`` workers then use ``n`` cores instead of fighting over them, and a
+run gives bit-for-bit the same numbers in the calling process, in a worker, or on a cluster node
+(the thread count changes the order of floating-point reductions).
 """
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 import time
@@ -38,36 +40,61 @@ class SerialExecutor(Executor):
         return future
 
 
-@contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` CPU threads in torch and the BLAS/OpenMP libraries (None: as is).
-
-    The thread count changes the order of floating-point reductions (a matrix product on 2 threads
-    differs from one on 1 thread in the last bits), so fixing it makes a run's result independent
-    of the process that runs it.  The previous counts are restored afterwards.
-    """
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        try:  # numpy's BLAS and other OpenMP pools (scikit-learn depends on threadpoolctl)
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            yield
-        else:
-            with threadpool_limits(threads):
-                yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def process_pool(max_workers: int) -> ProcessPoolExecutor:
-    """A process pool that starts its workers with ``spawn`` (fork is unsafe once torch runs threads)."""
-    return ProcessPoolExecutor(max_workers, mp_context=multiprocessing.get_context("spawn"))
+    """A process pool that starts its workers with ``spawn`` (fork is unsafe once torch runs threads);
+    its workers end when the process that started them dies (see :func:`exit_with_parent`)."""
+    return ProcessPoolExecutor(max_workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=exit_with_parent)
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers that do not outlive their driver
+# ---------------------------------------------------------------------------------------------
+_worker_lock = threading.Lock()
+_runs_in_progress = 0
+_orphaned = False
+
+
+def exit_with_parent() -> None:
+    """In a worker process: end the process when its parent (the sweep's driver) dies.
+
+    A pool's idle workers wait for work on a queue that they hold open themselves, so when the
+    driver is killed (SIGKILL, out of memory) they would wait forever.  A daemon thread waits on the
+    parent's sentinel (readable once the parent is gone) and then ends an idle worker at once; a
+    worker in the middle of a run finishes it, stores its record -- nothing is lost, a resumed
+    sweep reuses it -- and then ends (:func:`running`).
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    threading.Thread(target=_exit_when_gone, args=(parent.sentinel,), name="theorylab-parent-watch",
+                     daemon=True).start()
+
+
+def _exit_when_gone(sentinel: int) -> None:
+    global _orphaned
+    multiprocessing.connection.wait([sentinel])
+    with _worker_lock:
+        _orphaned = True
+        if _runs_in_progress == 0:
+            os._exit(0)
+
+
+@contextmanager
+def running() -> Iterator[None]:
+    """Mark a run in progress in this process; an orphaned worker ends when its last run is stored."""
+    global _runs_in_progress
+    with _worker_lock:
+        if _orphaned:
+            os._exit(0)
+        _runs_in_progress += 1
+    try:
+        yield
+    finally:
+        with _worker_lock:
+            _runs_in_progress -= 1
+            if _orphaned and _runs_in_progress == 0:
+                os._exit(0)
 
 
 class _SubmititExecutor(Executor):

@@ -6,7 +6,8 @@ finishes, from the process that ran it, so an interrupted sweep (Ctrl-C, a kille
 lost) resumes where it stopped and recomputes nothing that finished.  A run that raises is recorded
 as failed with its traceback; the others go on.  A worker process that dies (SIGKILL, out of
 memory, a segfault) takes the runs in flight with it: they are retried one at a time, and a run
-that kills its worker again when running alone is recorded as failed.
+that kills its worker again when running alone is recorded as failed.  Workers do not outlive a driver that is killed: each finishes the run
+it is in (its record is stored and reused on resume) and ends; idle workers end at once.
 
 Reproducibility: before each run the global RNGs (``random``, numpy, torch) are seeded from a hash
 of the configuration, and restored afterwards, so a run gives the same result whichever executor
@@ -46,7 +47,8 @@ import numpy as np
 
 from theorylab.provenance import Stopwatch, __version__, make_meta
 from theorylab.results import Result, _encode
-from theorylab.sweep.executors import SerialExecutor, cpu_threads, process_pool
+from theorylab.devices import threads as cpu_threads
+from theorylab.sweep.executors import SerialExecutor, process_pool, running
 from theorylab.sweep.progress import Progress
 from theorylab.sweep.result import SweepResult, decode_record
 from theorylab.sweep.store import CorruptRecord, Store, canonical_json, run_key, sha256_hex, utc_now
@@ -119,17 +121,18 @@ def run_task(task: Task) -> dict[str, Any]:
 
     Returns the record as stored (if another process stored this run first, that record).
     """
-    store = Store.open(task.root, create=True) if task.root is not None else None
-    existing = _read_valid(store, task.key)
-    if existing is not None:  # stored meanwhile by a concurrent sweep, or before a worker died
-        return existing
-    with _seeded(config_seed(task.config_dict)), cpu_threads(task.threads), Stopwatch() as watch:
-        try:
-            result, error = _encode_result(task.fn(task.config)), None
-        except Exception:  # noqa: BLE001 -- a failing run is recorded, the sweep goes on
-            result, error = None, traceback.format_exc()
-    record = _as_stored(_record(task, "failed" if error else "ok", result, error, watch.seconds))
-    return store.create(record) if store is not None else record
+    with running():  # a worker whose driver died finishes and stores this run, then ends
+        store = Store.open(task.root, create=True) if task.root is not None else None
+        existing = _read_valid(store, task.key)
+        if existing is not None:  # stored meanwhile by a concurrent sweep, or before a worker died
+            return existing
+        with _seeded(config_seed(task.config_dict)), cpu_threads(task.threads), Stopwatch() as watch:
+            try:
+                result, error = _encode_result(task.fn(task.config)), None
+            except Exception:  # noqa: BLE001 -- a failing run is recorded, the sweep goes on
+                result, error = None, traceback.format_exc()
+        record = _as_stored(_record(task, "failed" if error else "ok", result, error, watch.seconds))
+        return store.create(record) if store is not None else record
 
 
 def config_seed(config: dict[str, Any]) -> int:
@@ -180,7 +183,7 @@ def _record(task: Task, status: str, result: dict[str, Any] | None, error: str |
 # The driver
 # ---------------------------------------------------------------------------------------------
 def sweep(fn: Callable[[Any], Any], configs: Sequence[Any], *, out_dir: str | os.PathLike | None = None,
-          executor: ExecutorSpec = "serial", max_workers: int | None = None, progress: bool = True,
+          executor: ExecutorSpec = "serial", max_workers: int | None = None, progress: bool | None = None,
           rerun_failed: bool = False, version: str | None = None, threads: int | None = 1) -> SweepResult:
     """Run ``fn(config)`` for every configuration; return the records in the order of ``configs``.
 
@@ -195,13 +198,15 @@ def sweep(fn: Callable[[Any], Any], configs: Sequence[Any], *, out_dir: str | os
     of ``fn``'s source in the code version.  ``threads``: the CPU threads each run uses (torch and
     BLAS), the same under every executor so that results agree to the last bit; None leaves the
     thread count alone (faster for one big model run serially, but its numbers then differ in the
-    last bits from a run in a one-thread worker).
+    last bits from a run in a one-thread worker).  ``progress`` shows a bar of the runs (None: the
+    automatic choice of :func:`theorylab.progress.progress_enabled`).
     """
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {type(fn).__name__}")
-    for name, flag in (("progress", progress), ("rerun_failed", rerun_failed)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise ValueError(f"progress must be True, False or None, got {progress!r}")
+    if not isinstance(rerun_failed, bool):
+        raise ValueError(f"rerun_failed must be True or False, got {rerun_failed!r}")
     workers = _check_executor(executor, max_workers)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
