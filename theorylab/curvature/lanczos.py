@@ -161,14 +161,14 @@ class _Krylov:
         self.norm_estimate = 0.0
         self.eps = torch.finfo(op.dtype).eps
         self.num_reorthogonalizations = 0
-        q = start.to(dtype=op.dtype, device=op.device).clone()
+        q = start.to(dtype=op.dtype, device=op.device, copy=True)
         if offset:
             for _ in range(2):
                 basis.project(q, 0, offset)
         norm = float(_norm(q))
         if norm == 0.0:
             raise ValueError("the start vector is zero (in the complement of the locked vectors)")
-        self.q, self.q_prev = q / norm, None
+        self.q, self.q_prev = q.div_(norm), None
         if basis is not None:
             basis.store(offset, self.q)
         # partial reorthogonalization: estimates of q_j^T q_k for the current and previous j
