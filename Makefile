@@ -26,7 +26,8 @@ $(VENV)/.installed: $(VENV)/.core
 
 # peers of the cross-check tests and benchmarks, installed without their dependencies: curvlinops needs
 # backpack-for-pytorch, which pulls torchvision (a CUDA build); what curvlinops imports is pure Python
-PEERS := curvlinops-for-pytorch==3.0.1 linear_operator==0.6.1 einconv==0.1.0 einops==0.8.2 opt_einsum==3.4.0
+PEERS := curvlinops-for-pytorch==3.0.1 linear_operator==0.6.1 einconv==0.1.0 einops==0.8.2 opt_einsum==3.4.0 \
+	hessian-eigenthings==1.0.0a5
 $(VENV)/.peers: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps $(PEERS)
 	touch $@

@@ -28,17 +28,26 @@ def test_decomposition_is_orthonormal_and_tridiagonalises():
     assert dec.alpha.dtype == np.float64 and not dec.breakdown and dec.num_matvecs == 30
 
 
-def test_full_reorthogonalization_prevents_ghost_eigenvalues():
-    """One dominant eigenvalue: 100 steps give exactly one Ritz value near it; the bare recurrence gives copies."""
+def test_reorthogonalization_prevents_ghost_eigenvalues_and_the_bare_recurrence_reports_them():
+    """One dominant eigenvalue: 100 steps give exactly one Ritz value near it with full or partial
+    reorthogonalization; the bare recurrence gives copies, and counts them as ghosts."""
     eigenvalues = np.concatenate([np.linspace(0.0, 1.0, 399), [10.0]])
     a = symmetric_matrix(eigenvalues, seed=2)
+    runs = {mode: lanczos(a, num_steps=100, seed=0, reorthogonalize=mode) for mode in ("full", "partial", "none")}
 
-    def near_top(reorthogonalize):
-        theta, _, _ = lanczos(a, num_steps=100, seed=0, reorthogonalize=reorthogonalize).ritz()
+    def near_top(mode):
+        theta, _, _ = runs[mode].ritz()
         return int(np.sum(np.abs(theta - 10.0) < 0.1))
 
-    assert near_top(True) == 1
-    assert near_top(False) >= 2
+    assert near_top("full") == 1 and runs["full"].ghosts() == 0
+    assert near_top("partial") == 1 and runs["partial"].ghosts() == 0
+    assert near_top("none") >= 2 and runs["none"].ghosts() >= near_top("none") - 1
+    assert runs["none"].basis is None and runs["none"].basis_bytes == 0 and runs["none"].num_reorthogonalizations == 0
+    # partial reorthogonalization works on far fewer steps than full, and keeps the basis semi-orthogonal
+    assert runs["full"].num_reorthogonalizations == 100
+    assert 0 < runs["partial"].num_reorthogonalizations < 50
+    q = runs["partial"].basis
+    assert float((q.T @ q - torch.eye(100, dtype=torch.float64)).abs().max()) < 1e-7  # sqrt(eps) = 1.5e-8, times growth
 
 
 def test_breakdown_on_an_invariant_krylov_space_gives_exact_ritz_values():
@@ -72,6 +81,20 @@ def test_repeated_top_eigenvalue_is_found_with_its_multiplicity():
     result = top_eigenvalues(symmetric_matrix(eigenvalues, seed=5), 5, tol=1e-10)
     np.testing.assert_allclose(result.values, [7.0, 7.0, 7.0, 7.0, 1.0], atol=1e-9)
     assert result.num_runs >= 2
+
+
+def test_without_the_check_run_one_run_is_made_and_checked_says_so():
+    eigenvalues = np.concatenate([np.linspace(0, 1, 96), [2.0] * 4])
+    a = symmetric_matrix(eigenvalues, seed=5)
+    unchecked = top_eigenvalues(a, 2, tol=1e-10, check=False)
+    checked = top_eigenvalues(a, 2, tol=1e-10)
+    # here the one run converges to both copies of 2.0 (rounding gives the second direction a start)
+    np.testing.assert_allclose(unchecked.values, checked.values, atol=1e-9)
+    assert checked.checked and not unchecked.checked
+    assert unchecked.num_runs == 1 < checked.num_runs and unchecked.num_matvecs < checked.num_matvecs
+    assert top_eigenvalues(a, 1, check=False).checked  # one value: a repeat cannot change it
+    with pytest.raises(ValueError, match="check"):
+        top_eigenvalues(a, 2, check="no")
 
 
 def test_all_eigenvalues_when_k_equals_the_dimension():

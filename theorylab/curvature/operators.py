@@ -40,6 +40,7 @@ from theorylab._state import Mode
 from theorylab.adapters import OutputFn
 from theorylab.analyzer import analyzer
 from theorylab.batches import Batch, Data, batch_size
+from theorylab.curvature.blocks import BlockProducts, join_rows, split_rows
 from theorylab.functional import ModelFunction
 
 Backend = Literal["double_backward", "forward_over_reverse"]
@@ -52,8 +53,11 @@ class LinearOperator:
 
     ``v`` is a flat tensor ``(P,)``, a matrix ``(P, k)`` of column vectors or a NumPy array of
     those shapes; the product has the same shape (a tensor in the operator's dtype and device, or
-    a NumPy array for NumPy input).  Subclasses implement :meth:`_matmat` on ``(P, k)`` tensors.
-    ``num_matvecs`` counts the vectors multiplied so far.
+    a NumPy array for NumPy input).  Subclasses implement :meth:`_matmat` on ``(P, k)`` tensors of
+    any strides; the fastest layout is ``V = R.T`` for a ``(k, P)`` tensor ``R`` of contiguous rows,
+    which is passed on without a copy, and products come back in that layout.
+    ``num_matvecs`` counts the vectors multiplied so far; ``block_products`` says how a block of
+    vectors is multiplied (:class:`~theorylab.curvature.blocks.BlockProducts`).
     """
 
     def __init__(self, size: int, dtype: torch.dtype, device: torch.device):
@@ -61,6 +65,7 @@ class LinearOperator:
         self.dtype = dtype
         self.device = torch.device(device)
         self.num_matvecs = 0
+        self.block_products = BlockProducts()
 
     def _matmat(self, vectors: Tensor) -> Tensor:
         raise NotImplementedError
@@ -73,7 +78,7 @@ class LinearOperator:
         if v.dim() not in (1, 2) or v.shape[0] != self.shape[0]:
             raise ValueError(f"expected a vector of length {self.shape[0]} or a ({self.shape[0]}, k) matrix, "
                              f"got shape {tuple(v.shape)}")
-        matrix = v.reshape(self.shape[0], -1).to(device=self.device, dtype=self.dtype).contiguous()
+        matrix = v.reshape(self.shape[0], -1).to(device=self.device, dtype=self.dtype)
         out = self._matmat(matrix)
         self.num_matvecs += matrix.shape[1]
         return out.reshape(v.shape)
@@ -81,7 +86,7 @@ class LinearOperator:
     def to_dense(self) -> Tensor:
         """The full ``(P, P)`` matrix, from ``P`` products with unit vectors (small problems only)."""
         size = self.shape[0]
-        columns = [self @ torch.eye(size, dtype=self.dtype, device=self.device)[:, i:i + 256]
+        columns = [self @ torch.eye(size, dtype=self.dtype, device=self.device)[i:i + 256].T  # unit rows
                    for i in range(0, size, 256)]
         return torch.cat(columns, dim=1)
 
@@ -252,16 +257,16 @@ class HessianOperator(CurvatureOperator):
         fn = self._fn
         params = list(fn.params.values())
         live = [i for i, g in enumerate(grads) if g.requires_grad]  # other gradients are constant
-        columns = []
-        for v in vectors.T.contiguous():  # contiguous columns: strided grad_outputs are slow
-            if not live:  # the loss is linear in the parameters
-                columns.append(torch.zeros_like(v))
-                continue
-            pieces = fn.split(v)
+        if not live:  # the loss is linear in the parameters
+            return torch.zeros_like(vectors)
+
+        def product(block: Tensor, batched: bool) -> Tensor:
+            pieces = split_rows(block, fn.shapes, batched)
             hv = torch.autograd.grad([grads[i] for i in live], params, [pieces[i] for i in live],
-                                     retain_graph=True, allow_unused=True)
-            columns.append(fn.join(list(hv)))
-        return columns[0].unsqueeze(1) if len(columns) == 1 else torch.stack(columns, dim=1)
+                                     retain_graph=True, allow_unused=True, is_grads_batched=batched)
+            return join_rows(hv, fn.shapes, block.shape[0], block)
+
+        return self.block_products(vectors.T.contiguous(), product).T  # rows: no copy when V = R.T
 
     def _forward_over_reverse(self, batch: Batch, vectors: Tensor) -> Tensor:
         """``jvp(grad L_b)``; floating targets ride along with explicit zero tangents (this avoids
@@ -276,7 +281,7 @@ class HessianOperator(CurvatureOperator):
         primals = {n: p.detach() for n, p in fn.params.items()}
         rng = fn.rng_state()  # every column sees the dropout masks of one forward pass
         columns = []
-        for v in vectors.T.contiguous():  # contiguous columns: strided grad_outputs are slow
+        for v in vectors.T.contiguous():  # rows: no copy when V = R.T
             fn.restore_rng(rng)
             tangents = dict(zip(fn.names, fn.split(v)))
             if targets.is_floating_point():
@@ -284,7 +289,7 @@ class HessianOperator(CurvatureOperator):
             else:
                 _, hv = torch.func.jvp(lambda p: batch_grad(p, targets), (primals,), (tangents,))
             columns.append(fn.join([hv[n] for n in fn.names]))
-        return torch.stack(columns, dim=1)
+        return torch.stack(columns).T
 
 
 class GGNOperator(CurvatureOperator):
@@ -307,19 +312,22 @@ class GGNOperator(CurvatureOperator):
         out, dummy, jt_dummy, out_leaf, grad_out = graphs
         params = list(fn.params.values())
         live = [i for i, g in enumerate(jt_dummy) if g.requires_grad]  # others: unused parameters
-        columns = []
-        for v in vectors.T.contiguous():  # contiguous columns: strided grad_outputs are slow
-            pieces = fn.split(v)
+
+        def product(block: Tensor, batched: bool) -> Tensor:
+            pieces = split_rows(block, fn.shapes, batched)
             jv = torch.autograd.grad([jt_dummy[i] for i in live], dummy, [pieces[i] for i in live],
-                                     retain_graph=True, allow_unused=True, materialize_grads=True)[0]
+                                     retain_graph=True, allow_unused=True, materialize_grads=True,
+                                     is_grads_batched=batched)[0]
             if grad_out.requires_grad:
                 hjv = torch.autograd.grad(grad_out, out_leaf, jv, retain_graph=True, allow_unused=True,
-                                          materialize_grads=True)[0]
+                                          materialize_grads=True, is_grads_batched=batched)[0]
             else:  # the loss is linear in the outputs
                 hjv = torch.zeros_like(jv)
-            columns.append(fn.join(list(torch.autograd.grad(out, params, hjv, retain_graph=True,
-                                                            allow_unused=True))))
-        return torch.stack(columns, dim=1)
+            jthjv = torch.autograd.grad(out, params, hjv, retain_graph=True, allow_unused=True,
+                                        is_grads_batched=batched)
+            return join_rows(jthjv, fn.shapes, block.shape[0], block)
+
+        return self.block_products(vectors.T.contiguous(), product).T  # rows: no copy when V = R.T
 
 
 @analyzer

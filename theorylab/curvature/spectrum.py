@@ -13,6 +13,15 @@ smoothing each node with a Gaussian of width ``sigma`` gives the density
 (Ghorbani, Krishnan & Xiao 2019; Papyan 2020; Lin, Saad & Yang 2016).  Because
 ``sum_j tau_j theta_j = v^T H v`` the quadrature also gives Hutchinson's trace estimate
 ``n * mean_v sum_j tau_j theta_j`` for free.
+
+Each probe needs a Lanczos run of ``num_steps``.  With ``reorthogonalize="partial"`` (the default)
+or ``"full"`` its basis is kept, ``num_steps`` vectors (one buffer, reused by every probe); partial
+reorthogonalization (Simon 1984) orthogonalizes against it only on the steps where orthogonality
+is about to be lost, which keeps the nodes those of full reorthogonalization.  ``"none"`` keeps three
+vectors, so the density of a model of any size fits in memory, and pays in ghosts: copies of
+converged Ritz values that split the weight of one eigenvalue between several nodes (the
+quadrature stays that of a nearby larger matrix, Greenbaum 1989, so the density remains a fair
+estimate, with fewer distinct nodes).  ``ghosts`` reports how many nodes per probe are such copies.
 """
 from __future__ import annotations
 
@@ -22,10 +31,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from theorylab.curvature.lanczos import _validate_steps, lanczos
+from theorylab.curvature.basis import MemoryBudget
+from theorylab.curvature.lanczos import (Reorthogonalize, _Krylov, _validate_reorthogonalize, _validate_steps,
+                                         krylov_basis)
 from theorylab.curvature.operators import LinearOperator, as_operator
 from theorylab.curvature.trace import rademacher
 from theorylab.plotting import MEASURED, axes_or_new
+from theorylab.progress import bar
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
 
@@ -39,6 +51,9 @@ class SpectralDensity(Result):
 
     A probe whose Krylov space is exhausted early (breakdown) has fewer nodes; its row is padded
     with zero weights at its last node.  ``trace_estimate = dimension * mean_v sum_j tau_j theta_j``.
+    ``ghosts[v]`` counts the nodes of probe ``v`` that copy another converged node
+    (:func:`~theorylab.curvature.lanczos.count_ghosts`), ``reorthogonalized_steps[v]`` the steps that
+    orthogonalized against the basis, and ``basis_bytes`` is the memory of the stored basis.
     """
 
     nodes: np.ndarray
@@ -50,6 +65,10 @@ class SpectralDensity(Result):
     ritz_max: float
     trace_estimate: float
     num_matvecs: int
+    reorthogonalize: str
+    ghosts: np.ndarray
+    reorthogonalized_steps: np.ndarray
+    basis_bytes: int
 
     @property
     def default_sigma(self) -> float:
@@ -83,30 +102,53 @@ class SpectralDensity(Result):
         return ax
 
 
-def _probe_quadrature(op: LinearOperator, probe: Tensor, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
-    decomposition = lanczos(op, num_steps=num_steps, start=probe)
+def _probe_quadrature(krylov: _Krylov, num_steps: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Nodes, weights (padded to ``num_steps``) and ghost count of a finished Lanczos run."""
+    decomposition = krylov.decomposition()
     theta, s, _ = decomposition.ritz()
     weights = s[0, :] ** 2
     pad = num_steps - len(theta)
-    return (np.concatenate([theta, np.full(pad, theta[-1])]),
-            np.concatenate([weights / weights.sum(), np.zeros(pad)]))
+    return (np.concatenate([theta, np.full(pad, theta[-1])]), np.concatenate([weights / weights.sum(), np.zeros(pad)]),
+            decomposition.ghosts())
 
 
 def spectral_density(op: LinearOperator | Tensor | np.ndarray, *, num_steps: int = 100, num_probes: int = 5,
-                     seed: int = 0) -> SpectralDensity:
+                     seed: int = 0, reorthogonalize: Reorthogonalize = "partial", memory_budget: MemoryBudget = None,
+                     basis_dtype: torch.dtype | None = None, basis_device: str | torch.device | None = None,
+                     progress: bool | None = None) -> SpectralDensity:
     """SLQ with ``num_probes`` Rademacher probes (drawn on CPU from ``seed``) and ``num_steps`` Lanczos steps each.
 
     ``num_steps`` is capped at the dimension.  Uses ``num_probes * num_steps`` products at most.
+    ``reorthogonalize``: "partial" (the default: the nodes of full reorthogonalization, to about
+    ``sqrt(eps)`` relative, for a fraction of its work), "full" or "none" (no basis kept; ghosts
+    reported).  The basis of "full" and "partial" holds
+    ``num_steps`` vectors and must fit ``memory_budget`` (bytes, "auto", None for no bound);
+    ``basis_dtype``/``basis_device`` store it in a lower precision or on the CPU, as in
+    :func:`~theorylab.curvature.lanczos.lanczos`.  ``progress`` shows a bar (products, probe).
     """
     with Stopwatch() as clock:
         op = as_operator(op)
         num_steps = min(_validate_steps("num_steps", num_steps), op.shape[0])
         num_probes = _validate_steps("num_probes", num_probes)
+        reorthogonalize = _validate_reorthogonalize(reorthogonalize)
         size = op.shape[0]
+        basis = None if reorthogonalize == "none" else krylov_basis(
+            op, num_steps, memory_budget=memory_budget, basis_dtype=basis_dtype, basis_device=basis_device,
+            purpose=f"spectral_density with num_steps={num_steps}")
         generator = torch.Generator().manual_seed(int(seed))
-        probes = rademacher(size, num_probes, generator)
+        probes = rademacher(size, num_probes, generator, op.dtype).T  # (num_probes, P): contiguous rows
         start_matvecs = op.num_matvecs
-        quadratures = [_probe_quadrature(op, probes[:, i], num_steps) for i in range(num_probes)]
+        quadratures, reorthogonalized = [], []
+        with bar(num_probes * num_steps, desc="spectral density", unit="product", enabled=progress) as shown:
+            for i, probe in enumerate(probes):
+                shown.set_postfix_str(f"probe {i + 1}/{num_probes}", refresh=False)
+                krylov = _Krylov(op, probe, basis, max_steps=num_steps, reorthogonalize=reorthogonalize)
+                while not krylov.done:
+                    krylov.step()
+                    shown.update(1)
+                shown.update(num_steps - krylov.num_steps)  # a breakdown ends a probe early
+                quadratures.append(_probe_quadrature(krylov, num_steps))
+                reorthogonalized.append(krylov.num_reorthogonalizations)
         nodes = np.stack([q[0] for q in quadratures])
         weights = np.stack([q[1] for q in quadratures])
     used = op.num_matvecs - start_matvecs
@@ -114,4 +156,6 @@ def spectral_density(op: LinearOperator | Tensor | np.ndarray, *, num_steps: int
         nodes=nodes, weights=weights, dimension=size, num_steps=num_steps, num_probes=num_probes,
         ritz_min=float(nodes.min()), ritz_max=float(nodes.max()),
         trace_estimate=float(size * np.mean(np.sum(weights * nodes, axis=1))), num_matvecs=used,
+        reorthogonalize=reorthogonalize, ghosts=np.array([q[2] for q in quadratures]),
+        reorthogonalized_steps=np.array(reorthogonalized), basis_bytes=0 if basis is None else basis.nbytes,
         meta=make_meta(seed=seed, dtype=op.dtype, device=op.device, wall_time_s=clock.seconds, num_matvecs=used))

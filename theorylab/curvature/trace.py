@@ -27,18 +27,24 @@ from torch import Tensor
 
 from theorylab.curvature.operators import LinearOperator, as_operator
 from theorylab.plotting import MEASURED, axes_or_new
+from theorylab.progress import bar
 from theorylab.provenance import Stopwatch, make_meta
 from theorylab.results import Result, result_class
 
 Method = Literal["hutchinson", "hutch++"]
 METHODS: tuple[str, ...] = ("hutchinson", "hutch++")
-_CHUNK = 32  # probes multiplied at once (bounds memory at P * _CHUNK)
+#: probes multiplied at once: at most 32, and at most this many bytes of them
+CHUNK_PROBES, CHUNK_BYTES = 32, 256 * 2**20
 
 
 def rademacher(size: int, count: int, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> Tensor:
-    """``count`` Rademacher vectors of length ``size`` as columns, drawn on CPU (+-1 is exact in any dtype)."""
-    signs = torch.randint(0, 2, (count, size), generator=generator, dtype=torch.int8)
-    return (signs.to(dtype) * 2 - 1).T
+    """``count`` Rademacher vectors of length ``size`` as columns, drawn on CPU (+-1 is exact in any dtype).
+
+    The ``(size, count)`` result is the transpose of contiguous rows, the layout in which operators
+    multiply a block without copying it.
+    """
+    signs = torch.randint(0, 2, (count, size), generator=generator, dtype=dtype)  # the draws of any dtype
+    return signs.mul_(2).sub_(1).T
 
 
 @result_class
@@ -69,22 +75,27 @@ class TraceEstimate(Result):
         return ax
 
 
-def _quadratic_forms(op: LinearOperator, probes: Tensor) -> np.ndarray:
-    """``z_i^T H z_i`` for the columns of ``probes``, in chunks; summed in float64."""
+def _quadratic_forms(op: LinearOperator, probes: Tensor, shown: Any) -> np.ndarray:
+    """``z_i^T H z_i`` for the columns of ``probes``, in chunks."""
+    chunk = max(1, min(CHUNK_PROBES, CHUNK_BYTES // (op.shape[0] * torch.empty((), dtype=op.dtype).element_size())))
     values = []
-    for i in range(0, probes.shape[1], _CHUNK):
-        z = probes[:, i:i + _CHUNK].to(device=op.device, dtype=op.dtype)
-        values.append((z * (op @ z)).sum(dim=0, dtype=torch.float64).cpu())
+    for i in range(0, probes.shape[1], chunk):
+        z = probes[:, i:i + chunk].to(device=op.device, dtype=op.dtype)
+        # row by row (contiguous), summed pairwise in the operator's precision: its rounding is far
+        # below the spread of the samples, and float64 accumulation would cost a tenth of a product
+        values.append(torch.linalg.vecdot(z.T, (op @ z).T).to(torch.float64).cpu())
+        shown.update(z.shape[1])
     return torch.cat(values).numpy()
 
 
 def trace(op: LinearOperator | Tensor | np.ndarray, *, num_probes: int = 100, method: Method = "hutchinson",
-          seed: int = 0) -> TraceEstimate:
+          seed: int = 0, progress: bool | None = None) -> TraceEstimate:
     """Estimate ``tr(op)`` with ``num_probes`` operator products (Hutchinson or Hutch++).
 
     Hutchinson needs ``num_probes >= 2`` (for a standard error); Hutch++ ``num_probes >= 6``, split
     into ``s = num_probes // 3`` sketch columns, ``s`` products for ``Q^T H Q`` and
-    ``num_probes - 2 s`` residual probes.
+    ``num_probes - 2 s`` residual probes.  Hutchinson multiplies the probes in blocks of at most
+    32 (and 256 MB); Hutch++ holds its sketch, ``3 s`` vectors.  ``progress`` shows a bar (products).
     """
     with Stopwatch() as clock:
         op = as_operator(op)
@@ -96,11 +107,12 @@ def trace(op: LinearOperator | Tensor | np.ndarray, *, num_probes: int = 100, me
         size = op.shape[0]
         generator = torch.Generator().manual_seed(int(seed))
         start_matvecs = op.num_matvecs
-        if method == "hutchinson":
-            samples = _quadratic_forms(op, rademacher(size, int(num_probes), generator, op.dtype))
-            sketch_trace = 0.0
-        else:
-            sketch_trace, samples = _hutch_plus_plus(op, int(num_probes), generator)
+        with bar(int(num_probes), desc=f"trace ({method})", unit="product", enabled=progress) as shown:
+            if method == "hutchinson":
+                samples = _quadratic_forms(op, rademacher(size, int(num_probes), generator, op.dtype), shown)
+                sketch_trace = 0.0
+            else:
+                sketch_trace, samples = _hutch_plus_plus(op, int(num_probes), generator, shown)
         estimate = sketch_trace + float(np.mean(samples))
         stderr = float(np.std(samples, ddof=1) / math.sqrt(len(samples)))
     used = op.num_matvecs - start_matvecs
@@ -110,12 +122,14 @@ def trace(op: LinearOperator | Tensor | np.ndarray, *, num_probes: int = 100, me
                                         num_matvecs=used))
 
 
-def _hutch_plus_plus(op: LinearOperator, budget: int, generator: torch.Generator) -> tuple[float, np.ndarray]:
+def _hutch_plus_plus(op: LinearOperator, budget: int, generator: torch.Generator,
+                     shown: Any) -> tuple[float, np.ndarray]:
     size = op.shape[0]
     sketch_size = budget // 3
     sketch = rademacher(size, sketch_size, generator, op.dtype).to(op.device)
-    q, _ = torch.linalg.qr(op @ sketch)  # (P, s) orthonormal basis of range(H S)
-    sketch_trace = float(torch.einsum("ij,ij->", q.to(torch.float64), (op @ q).to(torch.float64)))
+    q, _ = torch.linalg.qr(op @ sketch)  # (P, s) orthonormal basis of range(H S), column-major: rows of q.T
+    sketch_trace = float(torch.sum(q * (op @ q), dtype=torch.float64))
+    shown.update(2 * sketch_size)
     probes = rademacher(size, budget - 2 * sketch_size, generator, op.dtype).to(op.device)
     residual_probes = probes - q @ (q.T @ probes)
-    return sketch_trace, _quadratic_forms(op, residual_probes)
+    return sketch_trace, _quadratic_forms(op, residual_probes, shown)
