@@ -30,7 +30,8 @@ from theorylab.results import Result
 ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gradients", "theorylab.kernels",
                     "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
                     "theorylab.alignment", "theorylab.implicit_bias", "theorylab.sampling", "theorylab.difficulty",
-                    "theorylab.information", "theorylab.algorithmic", "theorylab.attribution", "theorylab.updates"]
+                    "theorylab.information", "theorylab.algorithmic", "theorylab.attribution", "theorylab.updates",
+                    "theorylab.feature_learning"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -121,6 +122,9 @@ CALLS = {
     "neuron_update_norms": lambda m, loss, data, b: ((m, {n: p.detach() * 0.5 for n, p in m.named_parameters()}),
                                                      {}),
     "information_plane": lambda m, loss, data, b: ((m, data), {"layers": ["body.2"], "value_range": (-1.0, 1.0)}),
+    "planted_feature_alignment": lambda m, loss, data, b: (
+        (m, torch.eye(6, dtype=torch.float64)[:2] * torch.tensor([[2.0], [0.5]], dtype=torch.float64)),
+        {"signs": torch.tensor([1.0, -1.0]).repeat(4)}),
 }
 
 

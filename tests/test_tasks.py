@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from theorylab.tasks import (binary_patterns, block_digits, digit_block_mask, gaussian_classes, spiked_gaussian_classes,
-                             xor_clusters)
+from theorylab.tasks import (binary_patterns, block_digits, digit_block_mask, feature_noise_patches, gaussian_classes,
+                             planted_feature_directions, spiked_gaussian_classes, xor_clusters)
 from theorylab.theory import logistic_asymptotic_error, naive_bayes_asymptotic_error
 
 
@@ -53,3 +53,22 @@ def test_xor_clusters_have_xor_labels_and_the_stated_label_noise():
     assert float((along == clean).float().mean()) > 0.95
     assert float((noisy != clean).float().mean()) == pytest.approx(0.1, abs=0.01)
     assert float(clean.mean()) == pytest.approx(0.0, abs=0.03)
+
+
+def test_feature_noise_patches_plant_the_weak_feature_everywhere_and_the_strong_one_in_a_fraction():
+    x, y, has_strong = feature_noise_patches(4000, 12, strong_norm=1.0, weak_norm=0.3, noise_std=0.5,
+                                             strong_fraction=0.8, seed=3, dtype=torch.float64)
+    u, v = planted_feature_directions(12, strong_norm=1.0, weak_norm=0.3, dtype=torch.float64)
+    assert x.shape == (4000, 3, 12) and set(y.tolist()) == {-1.0, 1.0}
+    torch.testing.assert_close(x[:, 0], y[:, None] * v, rtol=0, atol=0)
+    torch.testing.assert_close(x[:, 1], torch.where(has_strong[:, None], y[:, None] * u, 0.0), rtol=0, atol=0)
+    assert float((x[:, 2] @ u).abs().max()) == 0.0 and float((x[:, 2] @ v).abs().max()) == 0.0
+    # binomial standard errors: sqrt(0.8 * 0.2 / 4000) = 0.0063 and sqrt(0.25 / 4000) = 0.0079; 4 of them
+    assert abs(float(has_strong.double().mean()) - 0.8) < 4 * 0.0063
+    assert abs(float((y > 0).double().mean()) - 0.5) < 4 * 0.0079
+    # the noise variance over the 10 free coordinates: relative standard error sqrt(2 / 40000) = 0.0071
+    assert abs(float(x[:, 2, 2:].var()) / 0.25 - 1.0) < 4 * 0.0071
+    with pytest.raises(ValueError, match="strong_fraction"):
+        feature_noise_patches(10, 12, strong_norm=1.0, weak_norm=0.3, noise_std=0.5, strong_fraction=1.5)
+    with pytest.raises(ValueError, match="weak_norm < strong_norm"):
+        planted_feature_directions(12, strong_norm=0.3, weak_norm=1.0)

@@ -9,6 +9,9 @@
 
 * :func:`block_digits`: the digits beside a fixed null pattern (Shah et al. 2021's BlockMNIST).
 * :func:`xor_clusters`: four Gaussian clusters with XOR labels and label noise (Xu et al. 2024).
+* :func:`feature_noise_patches`: patch inputs with a weak feature in every example, a strong feature in a
+  fraction of them and a noise patch (the feature-noise data model of Lu, Wu, Yang & Zou 2024); the planted
+  directions are :func:`planted_feature_directions`.
 
 Generators return a :class:`theorylab.data.DataSplit` (or tensors, where stated) and are deterministic given
 ``seed``.
@@ -174,3 +177,47 @@ def xor_clusters(n: int, dim: int, *, signal: float, noise_rate: float = 0.0, se
     x = means[cluster] + torch.randn(n, dim, generator=g, dtype=torch.float64)
     flipped = torch.rand(n, generator=g) < noise_rate
     return x.to(dtype), torch.where(flipped, -clean, clean).to(dtype), clean.to(dtype)
+
+
+def planted_feature_directions(dim: int, *, strong_norm: float, weak_norm: float,
+                               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(2, dim)``: the strong feature ``u = strong_norm e_1`` and the weak feature ``v = weak_norm e_2`` of
+    :func:`feature_noise_patches` (rows in that order)."""
+    _check_positive(dim=dim)
+    if dim < 3:
+        raise ValueError(f"dim must be >= 3 (two feature directions and room for noise), got {dim}")
+    if not 0 < weak_norm < strong_norm:
+        raise ValueError(f"need 0 < weak_norm < strong_norm, got weak_norm={weak_norm}, strong_norm={strong_norm}")
+    features = torch.zeros(2, dim, dtype=dtype)
+    features[0, 0], features[1, 1] = strong_norm, weak_norm
+    return features
+
+
+def feature_noise_patches(n: int, dim: int, *, strong_norm: float, weak_norm: float, noise_std: float,
+                          strong_fraction: float, seed: int = 0, dtype: torch.dtype = torch.float32
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The feature-noise data model (Lu, Wu, Yang & Zou 2024, "Benign oscillation of stochastic gradient descent
+    with large learning rates", ICLR): ``n`` inputs of three patches of ``dim`` values,
+
+    * patch 0, the weak feature ``y v`` (small norm), in every example;
+    * patch 1, the strong feature ``y u`` (larger norm) in a ``strong_fraction`` of the examples, else zeros;
+    * patch 2, noise ``xi ~ N(0, noise_std^2 (I - e_1 e_1^T - e_2 e_2^T))``, orthogonal to both features;
+
+    with ``u, v`` of :func:`planted_feature_directions` and labels ``y = +-1`` equally likely.  With
+    ``strong_fraction=0`` every example has only the weak feature (and noise): the test data on which a network
+    that learned only the strong feature fails.  Returns ``(x (n, 3, dim), y (n,), has_strong (n,) bool)``.
+    """
+    _check_positive(n=n)
+    features = planted_feature_directions(dim, strong_norm=strong_norm, weak_norm=weak_norm, dtype=torch.float64)
+    if not 0.0 <= strong_fraction <= 1.0:
+        raise ValueError(f"strong_fraction must be in [0, 1], got {strong_fraction}")
+    if not noise_std >= 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+    g = torch.Generator().manual_seed(seed)
+    y = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, -1.0).to(torch.float64)
+    has_strong = torch.rand(n, generator=g) < strong_fraction
+    noise = noise_std * torch.randn(n, dim, generator=g, dtype=torch.float64)
+    noise[:, :2] = 0.0  # orthogonal to u = e_1 and v = e_2
+    weak = y[:, None] * features[1]
+    strong = torch.where(has_strong[:, None], y[:, None] * features[0], torch.zeros(dim, dtype=torch.float64))
+    return torch.stack([weak, strong, noise], dim=1).to(dtype), y.to(dtype), has_strong
