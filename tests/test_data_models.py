@@ -30,13 +30,13 @@ def test_label_noise_corrupts_exactly_the_fraction_with_wrong_labels():
 
 
 def test_teacher_student_and_mixture_shapes_and_errors():
-    t = teacher_student(n_train=2000, n_test=10, dim=20, noise_std=0.0, seed=0)
+    t = teacher_student(num_train=2000, num_test=10, dim=20, noise_std=0.0, seed=0)
     assert t.y_train.shape == (2000, 1) and abs(float(t.y_train.var()) - 1.0) < 0.15
-    g = gaussian_mixture(n_train=30, n_test=9, dim=4, num_classes=3)
+    g = gaussian_mixture(num_train=30, num_test=9, dim=4, num_classes=3)
     assert torch.bincount(torch.cat([g.y_train, g.y_test])).tolist() == [13, 13, 13]
     assert g.x_train.shape == (30, 4) and g.x_test.shape == (9, 4)
     with pytest.raises(ValueError, match="noise_std"):
-        teacher_student(n_train=2, n_test=2, dim=2, noise_std=-1)
+        teacher_student(num_train=2, num_test=2, dim=2, noise_std=-1)
 
 
 def test_class_imbalance_and_batches():

@@ -66,7 +66,7 @@ def test_gd_least_squares_equals_explicit_iteration_and_the_training_loop():
 
 
 def test_random_features_peak_and_optimisation():
-    base = {"sample_size": 60, "dim": 20, "noise": 0.25, "n_test": 300}
+    base = {"sample_size": 60, "dim": 20, "noise": 0.25, "num_test": 300}
     exact = [random_features_run({**base, "model_size": 60, "steps": None, "seed": s}) for s in range(3)]
     short = [random_features_run({**base, "model_size": 60, "steps": 30, "seed": s}) for s in range(3)]
     wide = [random_features_run({**base, "model_size": 600, "steps": None, "seed": s}) for s in range(3)]
@@ -137,3 +137,10 @@ def test_bad_experiment_configs_fail_clearly():
         double_descent(linear_regression_run, axis="model_size", values=[5], base={"sample_size": 10}, metric="loss")
     with pytest.raises(ValueError, match="lr"):
         gd_least_squares(np.ones((3, 2)), np.ones(3), lr=0.0, steps=[1])
+
+
+def test_builtin_experiments_refuse_keys_they_do_not_read():
+    with pytest.raises(ValueError, match=r"random_features_run does not read the config keys \['n_test'\]"):
+        random_features_run({"model_size": 10, "sample_size": 20, "dim": 5, "n_test": 100, "seed": 0})
+    with pytest.raises(ValueError, match=r"\['ridg'\]"):
+        linear_regression_run({"model_size": 5, "sample_size": 10, "ridg": 0.1, "seed": 0})

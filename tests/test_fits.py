@@ -244,7 +244,7 @@ def test_backtest_on_exact_law_extrapolates_exactly():
     L = 1.7 + 400 * N ** -0.34 + 1500 * D ** -0.28
     res = fit({"N": N, "D": D, "C": 6 * N * D, "loss": L}, "chinchilla")
     bt = res.backtest(quantile=0.6)
-    assert bt.on == "C" and bt.n_train + bt.n_test == len(N)
+    assert bt.on == "C" and bt.num_train + bt.num_test == len(N)
     assert bt.max_abs_rel_error < 1e-7
     with pytest.raises(ValueError, match="more fitting rows"):
         res.backtest(split=float(np.min(6 * N * D)))

@@ -41,11 +41,11 @@ class DataSplit:
     def test(self) -> tuple[Tensor, Tensor]:
         return self.x_test, self.y_test
 
-    def subsample(self, n_train: int, *, seed: int = 0) -> "DataSplit":
-        """The same split with a random subset of ``n_train`` training samples (test set unchanged)."""
-        if not 0 < n_train <= len(self.y_train):
-            raise ValueError(f"n_train must be in [1, {len(self.y_train)}], got {n_train}")
-        idx = torch.randperm(len(self.y_train), generator=torch.Generator().manual_seed(seed))[:n_train]
+    def subsample(self, num_train: int, *, seed: int = 0) -> "DataSplit":
+        """The same split with a random subset of ``num_train`` training samples (test set unchanged)."""
+        if not 0 < num_train <= len(self.y_train):
+            raise ValueError(f"num_train must be in [1, {len(self.y_train)}], got {num_train}")
+        idx = torch.randperm(len(self.y_train), generator=torch.Generator().manual_seed(seed))[:num_train]
         return DataSplit(self.x_train[idx], self.y_train[idx], self.x_test, self.y_test, self.num_classes)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "DataSplit":
@@ -58,8 +58,8 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tup
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     perm = np.random.default_rng(seed).permutation(len(y))
-    n_test = int(round(test_fraction * len(y)))
-    test, train = perm[:n_test], perm[n_test:]
+    num_test = int(round(test_fraction * len(y)))
+    test, train = perm[:num_test], perm[num_test:]
     return x[train], y[train], x[test], y[test]
 
 
@@ -83,7 +83,7 @@ def load_digits(*, test_fraction: float = 0.3, seed: int = 0, standardize: bool 
     return DataSplit(t(x_tr), torch.as_tensor(y_tr), t(x_te), torch.as_tensor(y_te), 10)
 
 
-def teacher_student(*, n_train: int, n_test: int, dim: int, noise_std: float = 0.0,
+def teacher_student(*, num_train: int, num_test: int, dim: int, noise_std: float = 0.0,
                     teacher: Literal["linear", "relu_mlp"] = "linear", hidden: int = 32, seed: int = 0,
                     dtype: torch.dtype = torch.float32) -> DataSplit:
     """Inputs ``x ~ N(0, I_dim)``; targets ``y = f*(x) + noise_std * eps`` of shape ``(n, 1)``.
@@ -93,7 +93,7 @@ def teacher_student(*, n_train: int, n_test: int, dim: int, noise_std: float = 0
     ``relu_mlp``: a random two-layer ReLU network with ``hidden`` units, scaled to unit variance.
     The test targets are noisy too (the risk then includes ``noise_std**2``).
     """
-    for name, value in (("n_train", n_train), ("n_test", n_test), ("dim", dim)):
+    for name, value in (("num_train", num_train), ("num_test", num_test), ("dim", dim)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     if noise_std < 0:
@@ -101,7 +101,7 @@ def teacher_student(*, n_train: int, n_test: int, dim: int, noise_std: float = 0
     if teacher not in ("linear", "relu_mlp"):
         raise ValueError(f"teacher must be 'linear' or 'relu_mlp', got {teacher!r}")
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n_train + n_test, dim, generator=g, dtype=torch.float64)
+    x = torch.randn(num_train + num_test, dim, generator=g, dtype=torch.float64)
     if teacher == "linear":
         w = torch.randn(dim, 1, generator=g, dtype=torch.float64)
         f = x @ (w / w.norm())
@@ -112,21 +112,21 @@ def teacher_student(*, n_train: int, n_test: int, dim: int, noise_std: float = 0
         f = (f - f.mean()) / f.std()
     y = f + noise_std * torch.randn(f.shape, generator=g, dtype=torch.float64)
     x, y = x.to(dtype), y.to(dtype)
-    return DataSplit(x[:n_train], y[:n_train], x[n_train:], y[n_train:], None)
+    return DataSplit(x[:num_train], y[:num_train], x[num_train:], y[num_train:], None)
 
 
-def gaussian_mixture(*, n_train: int, n_test: int, dim: int, num_classes: int, separation: float = 3.0,
+def gaussian_mixture(*, num_train: int, num_test: int, dim: int, num_classes: int, separation: float = 3.0,
                      seed: int = 0, dtype: torch.dtype = torch.float32) -> DataSplit:
     """Balanced classes ``x ~ N(mu_c, I)`` with means ``mu_c ~ separation * N(0, I/dim)``."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     g = torch.Generator().manual_seed(seed)
     means = separation * torch.randn(num_classes, dim, generator=g, dtype=torch.float64) / dim ** 0.5
-    n = n_train + n_test
+    n = num_train + num_test
     y = torch.arange(n) % num_classes
     y = y[torch.randperm(n, generator=g)]
     x = means[y] + torch.randn(n, dim, generator=g, dtype=torch.float64)
-    return DataSplit(x[:n_train].to(dtype), y[:n_train], x[n_train:].to(dtype), y[n_train:], num_classes)
+    return DataSplit(x[:num_train].to(dtype), y[:num_train], x[num_train:].to(dtype), y[num_train:], num_classes)
 
 
 def with_label_noise(y: Tensor, fraction: float, num_classes: int, *, seed: int = 0) -> Tensor:

@@ -176,11 +176,19 @@ def _regression_data(n: int, p: int, noise: float, signal: float, rng: np.random
     return x, y, beta
 
 
+def _check_keys(config: dict[str, Any], keys: str, experiment: str) -> None:
+    """Refuse a config key the built-in experiment does not read (a misspelt key would be ignored)."""
+    unknown = sorted(set(config) - set(keys.split()))
+    if unknown:
+        raise ValueError(f"{experiment} does not read the config keys {unknown}; its keys are {sorted(keys.split())}")
+
+
 def linear_regression_run(config: dict[str, Any]) -> dict[str, float]:
     """Isotropic linear regression: ``model_size`` = p, ``sample_size`` = n, ``noise`` = sigma^2,
     ``signal`` = r^2 (default 1), ``ridge`` = lambda (default 0: the minimum-norm interpolator),
     ``seed``.  Returns ``test_error`` = the exact excess risk ``|beta_hat - beta|^2`` (Hastie et al. 2019)
     and ``train_error`` (training MSE)."""
+    _check_keys(config, "model_size sample_size noise signal ridge seed", "linear_regression_run")
     p, n = int(config["model_size"]), int(config["sample_size"])
     noise, signal, ridge = float(config.get("noise", 0.0)), float(config.get("signal", 1.0)), float(config.get("ridge", 0.0))
     if p < 1 or n < 1 or noise < 0 or signal < 0 or ridge < 0:
@@ -238,6 +246,7 @@ def linear_gd_run(config: dict[str, Any]) -> dict[str, list[float]]:
     step counts ``train_time`` (a list).  Keys: ``model_size`` = p, ``sample_size`` = n, ``noise``,
     ``signal``, ``init_norm2``, ``lr`` (absolute step), ``seed``.  Returns ``test_error`` (exact
     excess risk) and ``train_error`` per step count (Advani & Saxe 2017)."""
+    _check_keys(config, "model_size sample_size noise signal init_norm2 lr train_time seed", "linear_gd_run")
     p, n = int(config["model_size"]), int(config["sample_size"])
     steps = [int(k) for k in config["train_time"]]
     rng = np.random.default_rng(int(config["seed"]))
@@ -256,17 +265,18 @@ def random_features_run(config: dict[str, Any]) -> dict[str, float]:
     minimum-norm least-squares solution, GD's limit), ``lr_scale`` (step size in units of ``1/lam_max``
     of the feature Gram ``F^T F / n``, default 1), ``feature_spread`` (each feature column is multiplied
     by ``10^u``, ``u`` uniform in ``[-spread/2, spread/2]``: a worse-conditioned parametrisation of the
-    same model class, with the same unique fit when ``N <= n``; default 0), ``n_test``, ``seed``.
+    same model class, with the same unique fit when ``N <= n``; default 0), ``num_test``, ``seed``.
     Returns ``test_error`` (MSE against the clean teacher), ``train_error``, and ``condition_number``
     of the nonzero spectrum of ``F^T F / n`` (``lam_max / lam_min``: it diverges at ``N = n``).
     """
     from theorylab.models import RandomFeatures
 
+    _check_keys(config, "model_size sample_size dim noise steps lr_scale feature_spread num_test seed", "random_features_run")
     num_features, n, d = int(config["model_size"]), int(config["sample_size"]), int(config["dim"])
-    n_test, noise = int(config.get("n_test", 1000)), float(config.get("noise", 0.0))
+    num_test, noise = int(config.get("num_test", 1000)), float(config.get("noise", 0.0))
     steps, spread = config.get("steps"), float(config.get("feature_spread", 0.0))
     rng = np.random.default_rng(int(config["seed"]))
-    x = rng.standard_normal((n + n_test, d))
+    x = rng.standard_normal((n + num_test, d))
     beta = rng.standard_normal(d) / math.sqrt(d)
     clean = x @ beta
     y = clean[:n] + math.sqrt(noise) * rng.standard_normal(n)
@@ -307,6 +317,7 @@ def mlp_digits_run(config: dict[str, Any]) -> dict[str, float]:
     from theorylab.data import load_digits, with_label_noise
     from theorylab.models import MLP
 
+    _check_keys(config, "model_size sample_size label_noise steps lr optimizer loss members device seed", "mlp_digits_run")
     width, seed, members = int(config["model_size"]), int(config["seed"]), int(config.get("members", 1))
     steps, lr = int(config["steps"]), float(config["lr"])
     loss_name, optimizer = config.get("loss", "cross_entropy"), config.get("optimizer", "adam")
@@ -366,6 +377,7 @@ def random_features_digits_run(config: dict[str, Any]) -> dict[str, float]:
     from theorylab.data import load_digits, with_label_noise
     from theorylab.models import RandomFeatures
 
+    _check_keys(config, "model_size sample_size label_noise seed", "random_features_digits_run")
     width, seed = int(config["model_size"]), int(config["seed"])
     split = load_digits(seed=0, dtype=torch.float64)
     if config.get("sample_size") is not None:

@@ -152,7 +152,7 @@ def measure_random_features(ctx: Context) -> dict:
     features = [int(round(r * n)) for r in ratios]
     seeds = ctx.seeds(3, 10)
     long_steps, short_steps = ctx.pick(100_000, 1_000_000), ctx.pick(1_000, 10_000)
-    base = {"sample_size": n, "dim": n // 4, "noise": NOISE, "n_test": 1000}
+    base = {"sample_size": n, "dim": n // 4, "noise": NOISE, "num_test": 1000}
     if ctx.control:  # no optimizer reaches low loss at N = n: every variant gets the short budget
         long_steps = short_steps
     variants = {"minimum norm": {"steps": None}, LONG: {"steps": long_steps}, SHORT: {"steps": short_steps},

@@ -119,7 +119,7 @@ def measure_lazy_training(ctx: Context) -> dict:
     widths = ctx.pick([256, 512, 1024, 2048, 4096], [512, 1024, 2048, 4096, 8192, 16384])
     seeds = ctx.seeds(3, 8)
     depth, steps = 1, ctx.pick(100, 1000)
-    split = teacher_student(n_train=ctx.pick(32, 128), n_test=ctx.pick(32, 128), dim=8, teacher="relu_mlp",
+    split = teacher_student(num_train=ctx.pick(32, 128), num_test=ctx.pick(32, 128), dim=8, teacher="relu_mlp",
                             seed=ctx.seed, dtype=torch.float32)
     x, y, x_test = split.x_train.to(ctx.device), split.y_train.to(ctx.device), split.x_test.to(ctx.device)
     # step size: GD on MSELoss contracts the residual by I - (2 lr / N) Theta; put the top mode at 1

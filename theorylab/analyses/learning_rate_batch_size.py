@@ -97,7 +97,7 @@ def measure_lr_batch(ctx: Context) -> dict:
                                           for seed in seeds])
     full, ceiling = np.zeros(len(seeds)), np.zeros(len(seeds))
     for i, seed in enumerate(seeds):  # the ceiling: full-batch GD on a fixed sample against 2 / lambda_max
-        split = teacher_student(n_train=n, n_test=1, dim=dim, seed=seed, dtype=torch.float64)
+        split = teacher_student(num_train=n, num_test=1, dim=dim, seed=seed, dtype=torch.float64)
         x, y = split.x_train, split.y_train[:, 0]
         full[i] = stability_limit(_full_batch_diverges(x.numpy(), y.numpy(), steps=ctx.pick(200, 1000)),
                                   seeds=[seed], **search).limits[0]

@@ -88,7 +88,7 @@ def measure_schedules(ctx: Context) -> dict:
     grid = [(name, lr) for name in SCHEDULES for lr in LR_GRID]
     runs = []
     for seed in seeds:
-        split = gaussian_mixture(n_train=ctx.pick(1000, 5000), n_test=1, dim=dim, num_classes=classes,
+        split = gaussian_mixture(num_train=ctx.pick(1000, 5000), num_test=1, dim=dim, num_classes=classes,
                                  separation=2.0, seed=seed, dtype=torch.float64)
         x, y = split.x_train.numpy(), split.y_train.numpy()
         f_star = _optimum(x, y, classes)

@@ -54,7 +54,7 @@ def measure_linear_stability(ctx: Context) -> dict:
     gd_etas = ctx.pick([0.011], [0.002, 0.004, 0.006, 0.008, 0.011])
     sgd_etas = ctx.pick([0.004], [0.001, 0.002, 0.004, 0.006])
     seeds = ctx.seeds(3, 3)[:1] if ctx.control else ctx.seeds(3, 3)
-    split = teacher_student(n_train=n, n_test=10, dim=dim, teacher="relu_mlp", seed=ctx.seed, dtype=torch.float64)
+    split = teacher_student(num_train=n, num_test=10, dim=dim, teacher="relu_mlp", seed=ctx.seed, dtype=torch.float64)
     data = (split.x_train.to(ctx.device), split.y_train.to(ctx.device))
     common = dict(dim=dim, width=width, exact=ctx.scale == "quick", device=ctx.device)
     gd = [_run(data, optimizer="gd", eta=eta, steps=gd_steps, seed=s, **common) for eta in gd_etas for s in seeds]

@@ -286,7 +286,7 @@ def measure_annealing(ctx: Context) -> dict:
     schedules = _schedules(steps)
     runs = []
     for seed in seeds:
-        split = teacher_student(n_train=ctx.pick(1000, 4000), n_test=10, dim=16, noise_std=0.5, teacher="relu_mlp",
+        split = teacher_student(num_train=ctx.pick(1000, 4000), num_test=10, dim=16, noise_std=0.5, teacher="relu_mlp",
                                 seed=seed, dtype=torch.float32)
         data = (split.x_train.to(ctx.device), split.y_train.to(ctx.device))
         mse = nn.MSELoss()

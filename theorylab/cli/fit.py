@@ -215,8 +215,8 @@ def _markdown(result: Any, boot: Any, back: Any, optimal: Any, notes: list[str],
                        f"{boot.level:.0%} intervals"), "", "| parameter | lower | upper |", "|---|---|---|"]
         lines += [f"| {k} | {lo:.6g} | {hi:.6g} |" for k, lo, hi in zip(boot.param_names, boot.lower, boot.upper)]
     if back is not None:
-        lines += ["", (f"Backtest: fitted {back.n_train} rows with {back.on} <= {back.split:.4g}; on the "
-                       f"{back.n_test} rows above, mean |relative error| {back.mean_abs_rel_error:.3%} "
+        lines += ["", (f"Backtest: fitted {back.num_train} rows with {back.on} <= {back.split:.4g}; on the "
+                       f"{back.num_test} rows above, mean |relative error| {back.mean_abs_rel_error:.3%} "
                        f"(max {back.max_abs_rel_error:.3%}; in-sample {back.in_sample_mean_abs_rel_error:.3%}).")]
     if optimal is not None:
         lines += ["", f"Compute-optimal allocation ({optimal.method}; intervals: {optimal.interval_method})", "",

@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 
 @result_class
 class BacktestResult(Result):
-    """A fit on ``n_train`` rows with ``on <= split`` and its errors on the ``n_test`` rows above."""
+    """A fit on ``num_train`` rows with ``on <= split`` and its errors on the ``num_test`` rows above."""
 
     on: str
     split: float
-    n_train: int
-    n_test: int
+    num_train: int
+    num_test: int
     train_fit: Result
     distance: np.ndarray
     y_true: np.ndarray
@@ -46,7 +46,7 @@ class BacktestResult(Result):
                    label="in-sample mean")
         ax.set_xlabel(f"decades of {self.on} beyond the fitted range")
         ax.set_ylabel("|relative error| (%)")
-        ax.set_title(f"backtest: mean {self.mean_abs_rel_error:.2%} on {self.n_test} rows")
+        ax.set_title(f"backtest: mean {self.mean_abs_rel_error:.2%} on {self.num_test} rows")
         ax.legend()
         return ax
 
@@ -72,10 +72,10 @@ def backtest(result: FitResult, *, split: float | None = None, quantile: float |
             raise ValueError(f"quantile must be in (0, 1), got {quantile}")
         split = float(np.quantile(values, quantile))
     train = values <= split
-    n_train, n_test = int(train.sum()), int((~train).sum())
+    num_train, num_test = int(train.sum()), int((~train).sum())
     P = len(result.params)
-    if n_train <= P or n_test == 0:
-        raise ValueError(f"split {on} <= {split:g} leaves {n_train} rows to fit ({P} parameters) and {n_test} "
+    if num_train <= P or num_test == 0:
+        raise ValueError(f"split {on} <= {split:g} leaves {num_train} rows to fit ({P} parameters) and {num_test} "
                          "to test; need more fitting rows than parameters and at least one test row")
     law = result.law()
     loss = Loss(**result.penalty)
@@ -86,7 +86,7 @@ def backtest(result: FitResult, *, split: float | None = None, quantile: float |
     y_pred = law.predict(X_test, train_fit.params)
     rel = (y_pred - y_true) / y_true
     in_rel = (train_fit.predict() - sub[result.response]) / sub[result.response]
-    return BacktestResult(on=on, split=float(split), n_train=n_train, n_test=n_test, train_fit=train_fit,
+    return BacktestResult(on=on, split=float(split), num_train=num_train, num_test=num_test, train_fit=train_fit,
                           distance=np.log10(values[~train] / split), y_true=y_true, y_pred=y_pred,
                           rel_error=rel, mean_abs_rel_error=float(np.mean(np.abs(rel))),
                           max_abs_rel_error=float(np.max(np.abs(rel))),
