@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from theorylab.curvature import ggn, hessian, trace
+from theorylab.curvature import blocks
 from theorylab.curvature.blocks import BlockProducts
 
 
@@ -32,7 +33,8 @@ def _operators():
 
 @pytest.mark.parametrize("mode", ["loop", "batched", "auto"])
 @pytest.mark.parametrize("name", list(_operators()))
-def test_block_products_equal_single_products(name, mode):
+def test_block_products_equal_single_products(name, mode, monkeypatch):
+    monkeypatch.setattr(blocks, "LOOPING_DEVICES", ())  # "auto" measures, as on a GPU
     op = _operators()[name]
     rows = torch.randn(6, op.shape[0], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     single = torch.stack([op @ row for row in rows])  # (6, P)
@@ -99,7 +101,8 @@ class _CubeModel(nn.Module):
         return _Cube.apply(self.linear(x))
 
 
-def test_a_backward_pass_vmap_cannot_batch_falls_back_to_the_loop():
+def test_a_backward_pass_vmap_cannot_batch_falls_back_to_the_loop(monkeypatch):
+    monkeypatch.setattr(blocks, "LOOPING_DEVICES", ())  # "auto" tries the batched pass, as on a GPU
     torch.manual_seed(1)
     model = _CubeModel().double()
     g = torch.Generator().manual_seed(0)
@@ -113,6 +116,15 @@ def test_a_backward_pass_vmap_cannot_batch_falls_back_to_the_loop():
     op.block_products.mode = "auto"
     torch.testing.assert_close((op @ rows.T).T, single, atol=1e-12, rtol=0)
     assert op.block_products.choice == "loop"
+
+
+def test_auto_loops_on_the_cpu_without_measuring():
+    op = _operators()["hessian cached graph"]
+    rows = torch.randn(6, op.shape[0], generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    op.block_products.mode = "auto"
+    first = op @ rows.T
+    assert op.block_products.choice == "loop"
+    assert torch.equal(op @ rows.T, first)  # bitwise the same products every time
 
 
 def test_trace_is_the_same_with_looped_and_batched_products():

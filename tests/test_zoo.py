@@ -33,8 +33,9 @@ from theorylab.collapse import layerwise_collapse
 from theorylab.difficulty import correct_predictions, el2n_scores, grand_scores
 from theorylab.gradients import gradient_ranks, group_gradient_cosines, parameter_snapshot, per_parameter_snr
 from theorylab.implicit_bias import normalized_margin
+from theorylab.feature_learning import planted_feature_alignment
 from theorylab.information import information_plane
-from theorylab.representations import layer_activations, weight_ranks
+from theorylab.representations import layer_activations, weight_matrices, weight_ranks
 from theorylab.sampling import sampling_gradient_variance
 from theorylab.updates import layer_gradient_ranks, neuron_update_norms, update_ranks
 
@@ -116,6 +117,7 @@ ANALYSES = {
     "logit_scaling_cosine": lambda c: logit_scaling_cosine(c.model, c.loss_fn, c.data, mode=c.mode),
     "input_gradients": lambda c: input_gradients(c.model, c.loss_fn, c.data, mode=c.mode),
     "information_plane": lambda c: information_plane(c.model, c.data, layers=c.layers, mode=c.mode),
+    "planted_feature_alignment": lambda c: _planted_alignment(c.model),
     "normalized_margin": lambda c: normalized_margin(c.model, c.data, mode=c.mode),
     "sampling_gradient_variance": lambda c: sampling_gradient_variance(
         c.model, c.loss_fn, c.data, weights=torch.ones(len(c.batch[1] if isinstance(c.batch, tuple) else c.batch["labels"])),
@@ -128,6 +130,12 @@ def _defined_snr(snr):
     defined = {name: v[~torch.isnan(v)] for name, v in snr.items()}
     assert sum(v.numel() for v in defined.values()) > 0
     return defined
+
+
+def _planted_alignment(model):
+    """Two random directions in the input space of the model's first weight matrix."""
+    name, w = next(iter(weight_matrices(model)[0].items()))
+    return planted_feature_alignment(model, _probe(2 * w.shape[1]).reshape(2, -1), params=name)
 
 
 def _perturbed(model):

@@ -4,11 +4,14 @@ A curvature product is a backward pass through a cached graph.  ``torch.autograd
 is_grads_batched=True)`` runs it once for a block of ``b`` vectors (``vmap`` over the vectors fed
 to the backward pass), which pays where a single product leaves the hardware idle (small models
 on a GPU), and not where one product already keeps it busy (measured on a 2-core CPU: the same
-time per vector).  :class:`BlockProducts` decides by measuring: in the first block of at least
-``2 * MEASURED`` vectors, :data:`MEASURED` are multiplied batched and as many one at a time, and
-the faster way per vector does the rest of the block and the operator's later blocks.  Either way the
-products agree to rounding; set ``mode`` to "loop" or "batched" to fix the choice (for bitwise
-reproducible products).  A backward pass that ``vmap`` cannot batch falls back to the loop.
+time per vector or more, ``benchmarks/results/curvature_cpu_1thread.json``).  :class:`BlockProducts`
+in mode "auto" therefore loops on the CPU, where the products are then bitwise reproducible, and on
+other devices decides by measuring: in the first block of at least ``2 * MEASURED`` vectors,
+:data:`MEASURED` are multiplied batched and as many one at a time, and the faster way per vector does
+the rest of the block and the operator's later blocks.  Either way the products agree to rounding;
+set ``mode`` to "loop" or "batched" to fix the choice (a choice by timing can differ from run to run,
+and with it the last bits of the products).  A backward pass that ``vmap`` cannot batch falls back
+to the loop.
 
 Vectors travel as rows: a block is a ``(b, P)`` tensor whose rows are contiguous, the layout the
 backward pass reads and writes, so neither the inputs nor the products are copied into columns.
@@ -26,6 +29,8 @@ BlockMode = Literal["auto", "loop", "batched"]
 BLOCK_MODES: tuple[str, ...] = ("auto", "loop", "batched")
 #: vectors multiplied each way when "auto" measures
 MEASURED = 2
+#: device types on which "auto" loops without measuring
+LOOPING_DEVICES: tuple[str, ...] = ("cpu",)
 
 
 def split_rows(block: Tensor, shapes: Sequence[torch.Size], batched: bool) -> list[Tensor]:
@@ -75,6 +80,8 @@ class BlockProducts:
         k = rows.shape[0]
         if k == 1:
             return product(rows, False)
+        if self.choice is None and rows.device.type in LOOPING_DEVICES:
+            self.choice = "loop"
         if self.choice == "loop" or (self.choice is None and k < 2 * MEASURED):
             return self._loop(rows, product)
         if self.choice == "batched":

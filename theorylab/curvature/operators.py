@@ -219,10 +219,14 @@ class CurvatureOperator(LinearOperator):
 
     def _matmat(self, vectors: Tensor) -> Tensor:
         fn = self._fn
+        if self._cached is not None:  # products on the stored graph run no module code: no state to guard
+            n, graph = self._cached
+            with torch.enable_grad():
+                products = self._products(graph, vectors)
+            if fn.process_group is None:
+                return products
+            return fn.sum_over_ranks(products * n) / fn.count_over_ranks(n)
         with torch.enable_grad(), fn.evaluating(second_order=True):
-            if self._cached is not None:
-                n, graph = self._cached
-                return fn.sum_over_ranks(self._products(graph, vectors) * n) / fn.count_over_ranks(n)
             return fn.data_mean(lambda batch: self._products(self._graph(batch), vectors))
 
     def _graph(self, batch: Batch) -> Any:
