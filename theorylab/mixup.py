@@ -27,7 +27,7 @@ neural collapse", ICLR).
     feature (``mu_G`` the mean of the class means) with the centred classifier row of class ``a`` (NC3 of
     Papyan, Han & Donoho 2020, per mix).
 
-  Fisher et al. (abstract, Fig. 1 and Sec. 3) report that under mixup the same-class mixes align with the
+  Fisher et al. (abstract, Sec. 2 and 3) report that under mixup the same-class mixes align with the
   classifier while the cross-class mixes lie in channels along the decision boundary between the two classes;
   these fields measure both.
 """
@@ -143,7 +143,8 @@ def _first_crossing(lambdas: np.ndarray, margin: np.ndarray) -> float:
 def _as_labels(labels: Tensor | np.ndarray | Sequence[int], n: int, name: str) -> Tensor:
     out = torch.as_tensor(np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels))
     if out.shape != (n,) or out.dtype.is_floating_point or (n and int(out.min()) < 0):
-        raise ValueError(f"{name} must hold one non-negative integer class per pair ({n}), got shape {tuple(out.shape)}")
+        raise ValueError(f"{name} must hold one non-negative integer class per pair ({n}), "
+                         f"got shape {tuple(out.shape)}")
     return out.long()
 
 

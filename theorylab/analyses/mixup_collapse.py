@@ -2,16 +2,18 @@
 collapse", ICLR).
 
 The paper trains networks with mixup into the terminal phase and looks at the last-layer activations of the
-mixed training inputs (its Fig. 1 and the figures of Sec. 2, projected on the classifier rows of pairs of
-classes; Fig. 4 for calibration): the mixes of two examples of one class align with that class's classifier
-row, while the mixes of two classes lie in a channel along the decision boundary between them, not on the
-straight segment between the class means: a mix of weight ``lam`` sits near the boundary for most weights and
-crosses it at ``lam = 1/2``.  Its Sec. 3 derives the optimal features of the unconstrained-features model
-under the mixup loss with a simplex-ETF classifier.  The quantity the channel is made of is the logit margin
-``z_a - z_b`` of a mix (the signed distance to the a|b boundary times ``||w_a - w_b||``): the mixup loss of a
-mix is minimised at ``log(lam / (1 - lam))`` (:func:`theorylab.theory.mixup_optimal_margin`), small for most
-``lam``, while features that moved along the segment between the class means would carry a margin growing
-linearly from one end's to the other's, many times larger.
+mixed training inputs (Sec. 2, "Experiments", and the configuration its Fig. 4 draws to explain calibration: as
+``lam`` approaches 1/2 the activation of a cross-class mix travels along the configuration towards the decision
+boundary): the mixes of two examples of one class align with that class's classifier row, while the mixes of
+two classes lie in a channel along the decision boundary between them, not on the straight segment between the
+class means: a mix of weight ``lam`` sits near the boundary for most weights and crosses it at ``lam = 1/2``;
+the mixed-up features are not convex combinations of the feature class means.  Its Sec. 3 derives the optimal
+features of the unconstrained-features model under the mixup loss with a simplex-ETF classifier.  The quantity
+the channel is made of is the logit margin ``z_a - z_b`` of a mix (the signed distance to the a|b boundary
+times ``||w_a - w_b||``): the mixup loss of a mix is minimised at ``log(lam / (1 - lam))``
+(:func:`theorylab.theory.mixup_optimal_margin`), small for most ``lam``, while features that moved along the
+segment between the class means would carry a margin growing linearly from one end's to the other's, many
+times larger.
 
 Measured with :func:`theorylab.mixup.mixup_geometry` on an MLP with a 16-dimensional penultimate layer trained
 on the ten digit classes with mixup (``lam ~ Beta(1, 1)``).  The negative control is the same network trained
@@ -26,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from theorylab.claims import Context, Judgement, Mutation, bound, claim, mean_and_stderr, precondition, tolerance
+from theorylab.claims import (Context, Judgement, Mutation, bound, claim, effect, mean_and_stderr, precondition,
+                              tolerance)
 from theorylab.claims.figures import band, figure_legend, measured_shades, prediction, prediction_level
 from theorylab.data import load_digits
 from theorylab.mixup import mixup_batch, mixup_geometry, soft_cross_entropy
@@ -43,6 +46,8 @@ SPREAD = 0.5        # same-class mixes within half the distance between class me
 CROSSING = 0.1      # the boundary is crossed within 0.1 of lam = 1/2 (mean over pairs)
 FACTOR = 2.0        # the interior margins within a factor 2 of the mixup optimum log(lam / (1 - lam))
 MASS = 0.9          # at most 10% of the probability of a cross-class mix on a third class
+BULGE = math.log(1.25)  # off the line through the means at lam = 1/2: at least 25% farther than the unmixed ends
+MIDDLE = 10         # GRID[MIDDLE] = 1/2
 PAIRS_PER_CLASS_PAIR = 4
 
 
@@ -109,12 +114,14 @@ def measure_mixup_collapse(ctx: Context) -> dict:
 def _summary(run: dict) -> dict[str, float]:
     """Per-seed numbers: alignment and spread of the same-class mixes, crossing, margin ratio and pair mass."""
     margins = np.asarray(run["margins"])[:, INNER]
+    offset = np.asarray(run["offset"])
     optimum = np.abs(mixup_optimal_margin(GRID[INNER]))
     return {"cosine": float(np.mean(run["cosines"])),
             "spread": float(np.sqrt(np.mean(np.square(run["spread"])))),
             "crossing": float(np.mean(np.nan_to_num(np.abs(np.asarray(run["crossings"]) - 0.5), nan=0.5))),
             "log2_margin_ratio": float(np.median(np.log2(np.abs(margins) / optimum))),
-            "pair_mass": float(np.mean(np.asarray(run["pair_mass"])[:, INNER]))}
+            "pair_mass": float(np.mean(np.asarray(run["pair_mass"])[:, INNER])),
+            "log_bulge": float(np.log(np.median(offset[:, MIDDLE]) / np.median((offset[:, 0] + offset[:, -1]) / 2)))}
 
 
 def _terminal(m: dict, run: dict) -> bool:
@@ -135,13 +142,15 @@ def judge_mixup_collapse(m: dict, p) -> Judgement:
         precondition(f"terminal phase of the {m['objective']} objective in every seed, training accuracy 1",
                      reached, requirement=requirement,
                      measured=max(r["excess"] if m["objective"] == "mixup" else r["clean_loss"] for r in runs)),
-        bound("same-class mixes align with their class's classifier row: mean cos(h - mu_G, w_a - w_bar), worst seed",
-              float(s["cosine"].min()), lower=ALIGNED,
-              source="declared in advance: within 45 degrees (more than half the centred feature's energy on w_a)"),
+        effect("same-class mixes align with their class's classifier row: mean cos(h - mu_G, w_a - w_bar) above "
+               "cos 45deg", *mean_and_stderr(s["cosine"]), exceed=ALIGNED, smallest=ALIGNED,
+               source="declared in advance: within 45 degrees on average (more than half the centred feature's "
+                      "energy along w_a); the optimum of Sec. 3 has cos 1"),
         bound("same-class mixes collapse on their class mean: RMS distance / RMS distance between class means, "
               "worst seed", float(s["spread"].max()), upper=SPREAD,
               source="declared in advance: closer to their mean than half the way to another class's mean"),
-        tolerance("cross-class mixes cross the a|b boundary at lam = 1/2: mean |lam* - 1/2| over pairs (1/2 for a pair that never crosses)",
+        tolerance("cross-class mixes cross the a|b boundary at lam = 1/2: mean |lam* - 1/2| over pairs (1/2 for a "
+                  "pair that never crosses)",
                   crossing, 0.0, CROSSING + 2 * crossing_se,
                   source=f"declared in advance: {CROSSING:g} (the targets then still favour a class 60:40), plus "
                          "2 standard errors over seeds"),
@@ -150,6 +159,10 @@ def judge_mixup_collapse(m: dict, p) -> Judgement:
                   math.log2(FACTOR) + 2 * ratio_se,
                   source=f"declared in advance: a factor {FACTOR:g} of the mixup optimum, plus 2 standard errors "
                          "over seeds (the straight segment between the class means gives ~10x)"),
+        effect("cross-class mixes are not convex combinations of the class means: log(median offset from the line "
+               "through mu_a, mu_b at lam = 1/2 / at the unmixed ends)", *mean_and_stderr(s["log_bulge"]),
+               smallest=BULGE, source="a convex combination of the two ends is no farther from the line than the "
+                                      "farther end (ratio <= 1); declared in advance: 25% farther"),
         bound("cross-class mixes stay between their two classes: mean p_a + p_b over 0.2 <= lam <= 0.8, worst seed",
               float(s["pair_mass"].min()), lower=MASS,
               source="declared in advance: at most 10% of the probability on a third class (the optimum puts none)"),
@@ -159,15 +172,17 @@ def judge_mixup_collapse(m: dict, p) -> Judgement:
                           "boundary at lam = 1/2 with margins log(lam/(1-lam)) (a channel along the boundary)",
         measured=(f"{m['objective']}: same-class cos {s['cosine'].mean():.2f}, spread {s['spread'].mean():.2f}; "
                   f"|lam* - 1/2| {crossing:.3f}; margin / optimum x{2 ** ratio:.2f}; pair mass "
-                  f"{s['pair_mass'].mean():.3f}"),
+                  f"{s['pair_mass'].mean():.3f}; off the segment at lam = 1/2 x{math.exp(s['log_bulge'].mean()):.2f} "
+                  "the ends"),
         per_seed={"seed": m["seeds"], "excess mixup loss": [r["excess"] for r in runs],
                   "training cross-entropy": [r["clean_loss"] for r in runs],
                   "same-class cosine": s["cosine"].tolist(), "same-class spread": s["spread"].tolist(),
                   "|lam* - 1/2|": s["crossing"].tolist(), "margin / optimum": (2 ** s["log2_margin_ratio"]).tolist(),
-                  "pair mass": s["pair_mass"].tolist()},
+                  "pair mass": s["pair_mass"].tolist(), "offset at 1/2 / ends": np.exp(s["log_bulge"]).tolist()},
         rule="each seed trains its own network on its own split and measures its own pairs (4 per class pair); "
-             "alignment, spread and pair mass must hold in the worst seed, the crossing and the margin ratio are "
-             "averaged over seeds with their standard errors.")
+             "spread and pair mass must hold in the worst seed; the alignment, the crossing, the margin ratio and the "
+             "offset are averaged over seeds with their standard errors (an alignment whose interval straddles 45 "
+             "degrees is undecided).")
 
 
 def figure_mixup_collapse(m: dict, p):
@@ -205,9 +220,9 @@ def _scaled(m: dict, key: str, factor: float) -> dict:
 claim("fisher2024.mixup_collapse",
       title="Mixup's last-layer geometry: same-class mixes align with the classifier, cross-class mixes lie in a "
             "channel along the decision boundary",
-      citation="Fisher, Meng & Papyan 2024, ICLR (Pushing boundaries: mixup's influence on neural collapse), Fig. 1 "
-               "and Sec. 2 (last-layer activations of mixed training data), Sec. 3 (unconstrained features under the "
-               "mixup loss)",
+      citation="Fisher, Meng & Papyan 2024, ICLR (Pushing boundaries: mixup's influence on neural collapse), Sec. 2 "
+               "(last-layer activations of mixed training data) with the configuration of Fig. 4, Sec. 3 "
+               "(unconstrained features under the mixup loss)",
       statement="Networks trained with mixup into the terminal phase show a distinctive last-layer configuration of "
                 "the mixed training inputs: activations from mixed-up examples of identical classes align with the "
                 "classifier, while those from different classes delineate channels along the decision boundary; "
@@ -218,11 +233,14 @@ claim("fisher2024.mixup_collapse",
                 "cross-class, 40 same-class) at 21 weights. Precondition: the mixup loss within 0.1 nats of its "
                 "minimum (mean KL to the soft targets over the cross-class mixes; the minimum is the targets' "
                 "entropy, 0.5 nats on average) and training accuracy 1 in every seed. Declared in advance: "
-                "same-class mixes within 45 degrees of their class's classifier row on average (cos >= 0.71) and "
-                "within half the distance between class means of their class mean (RMS); every cross-class pair "
-                "crosses the boundary, at mean |lam* - 1/2| <= 0.1; the interior margins (0.2 <= lam <= 0.8) within "
-                "a factor 2 of the mixup optimum log(lam/(1-lam)) (median; a straight path between the class means "
-                "gives ~10x); at most 10% of their probability on a third class. Tolerances on seed means add 2 "
+                "same-class mixes within 45 degrees of their class's classifier row on average (cos >= 0.71, decided "
+                "by the 95% interval of the seed mean) and within half the distance between class means of their "
+                "class mean (RMS, worst seed); cross-class pairs cross the boundary at mean |lam* - 1/2| <= 0.1 (a "
+                "pair that never crosses counts 1/2); the interior margins (0.2 <= lam <= 0.8) within a factor 2 of "
+                "the mixup optimum log(lam/(1-lam)) (median; a straight path between the class means gives ~10x); "
+                "at lam = 1/2 at least 25% farther from the line through the two class means than the unmixed ends "
+                "(a convex combination of the ends is no farther than the farther end; seed mean, 95% interval); at "
+                "most 10% of their probability on a third class (worst seed). Tolerances on seed means add 2 "
                 "standard errors.",
       control="the same network trained without mixup (plain cross-entropy to zero training loss): its cross-class "
               "mixes are not held in the channel: their margins are many times the mixup optimum",
@@ -234,6 +252,10 @@ claim("fisher2024.mixup_collapse",
               {**r, "crossings": (np.asarray(r["crossings"]) * 0.5 + 0.5).tolist()} for r in m["runs"]]}),
           Mutation("the same-class mixes leave the classifier direction", numbers=lambda m: _scaled(m, "cosines", 0.5)),
           Mutation("the same-class mixes spread out", numbers=lambda m: _scaled(m, "spread", 4.0)),
+          Mutation("the cross-class mixes are convex combinations of the unmixed ends", numbers=lambda m: {
+              **m, "runs": [{**r, "offset": (np.outer(1 - GRID, np.asarray(r["offset"])[:, 0])
+                                         + np.outer(GRID, np.asarray(r["offset"])[:, -1])).T.tolist()}
+                            for r in m["runs"]]}),
           Mutation("the cross-class mixes pass through a third class", numbers=lambda m: _scaled(m, "pair_mass", 0.8)),
           Mutation("training stopped before the terminal phase", numbers=lambda m: {**m, "runs": [
               {**r, "excess": 5 * r["excess"], "clean_loss": 1e3 * r["clean_loss"]} for r in m["runs"]]}),
