@@ -158,6 +158,8 @@ def test_mixup_batch_mixes_inputs_and_one_hot_targets_with_the_same_weight():
     for bad, message in (({"alpha": 0.0}, "alpha must be"), ({"num_classes": 3}, r"labels must lie in 0\.\.2")):
         with pytest.raises(ValueError, match=message):
             mixup_batch(x, y, **{"num_classes": 4, **bad})
+    with pytest.raises(ValueError, match="token ids cannot be mixed"):
+        mixup_batch(y[:, None], y, 4)
 
 
 @pytest.mark.parametrize("alpha", [1.0, 2.0])

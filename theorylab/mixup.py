@@ -60,6 +60,8 @@ def mixup_batch(x: Tensor, y: Tensor, num_classes: int, *, alpha: float = 1.0,
     """
     if not (alpha > 0 and math.isfinite(alpha)):
         raise ValueError(f"alpha must be a finite number > 0, got {alpha}")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"mixup needs real-valued inputs, got {x.dtype} (token ids cannot be mixed)")
     if y.dim() != 1 or len(y) != len(x) or len(x) < 1:
         raise ValueError(f"need one integer label per example, got x {tuple(x.shape)} and y {tuple(y.shape)}")
     if int(y.min()) < 0 or int(y.max()) >= num_classes:

@@ -69,8 +69,8 @@ def _pairs(y: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def measure_mixup_collapse(ctx: Context) -> dict:
-    per_class, widths = ctx.pick(20, 120), ctx.pick([64, 64, 16], [512, 512, 32])
-    steps, lr, weight_decay = ctx.pick(1500, 20000), 1e-2, 0.1
+    per_class, widths = ctx.pick(20, 120), ctx.pick([64, 64, 16], [256, 256, 32])
+    steps, lr, weight_decay = ctx.pick(1500, 5000), 1e-2, 0.1
     seeds = ctx.seeds(3, 5)
     mixup = not ctx.control  # the control trains the same network without mixup
     runs = []
