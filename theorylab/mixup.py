@@ -74,11 +74,11 @@ def mixup_batch(x: Tensor, y: Tensor, num_classes: int, *, alpha: float = 1.0,
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         lam = torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, size=n))
     onehot = torch.nn.functional.one_hot(y, num_classes).to(torch.float64)
-    shape = (n,) + (1,) * (x.dim() - 1)
-    lam_x = lam.reshape(shape).to(x.dtype)
-    x_mix = lam_x * x + (1 - lam_x) * x[partner]
-    targets = lam[:, None] * onehot + (1 - lam[:, None]) * onehot[partner]
-    return x_mix, targets.to(x.dtype), lam, partner
+    lam_x = lam.reshape((n,) + (1,) * (x.dim() - 1)).to(device=x.device, dtype=x.dtype)
+    x_mix = lam_x * x + (1 - lam_x) * x[partner.to(x.device)]
+    lam_y = lam.to(y.device)[:, None]
+    targets = lam_y * onehot + (1 - lam_y) * onehot[partner.to(y.device)]
+    return x_mix, targets.to(device=x.device, dtype=x.dtype), lam, partner
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:

@@ -112,7 +112,8 @@ def measure_mixup_collapse(ctx: Context) -> dict:
 
 
 def _summary(run: dict) -> dict[str, float]:
-    """Per-seed numbers: alignment and spread of the same-class mixes, crossing, margin ratio and pair mass."""
+    """Per-seed numbers: alignment and spread of the same-class mixes; crossing, margin ratio, pair mass and offset
+    at lam = 1/2 over the unmixed ends (log) of the cross-class mixes."""
     margins = np.asarray(run["margins"])[:, INNER]
     offset = np.asarray(run["offset"])
     optimum = np.abs(mixup_optimal_margin(GRID[INNER]))
