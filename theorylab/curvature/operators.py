@@ -27,7 +27,7 @@ rank holds the full-data operator.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -187,10 +187,15 @@ class CurvatureOperator(LinearOperator):
         self.param_shapes = {n: s for n, s in zip(fn.names, fn.shapes)}
         self.meta: dict[str, Any] = {}
         self._cached: tuple[int, Any] | None = None
+        data_signature: tuple = ("per batch",)
         if self.cache_graph and fn.single_batch:
             with torch.enable_grad(), fn.evaluating(second_order=True):
                 (batch,) = fn.batches()
                 self._cached = batch_size(batch), self._graph(batch)
+            data_signature = _shapes(batch)
+        self.block_products = BlockProducts(problem=(
+            type(self).__name__, getattr(self, "backend", None), type(fn.model).__name__, str(fn.device),
+            str(fn.dtype), tuple(zip(fn.names, map(tuple, fn.shapes))), data_signature))
 
     @property
     def function(self) -> ModelFunction:
@@ -234,6 +239,12 @@ class CurvatureOperator(LinearOperator):
 
     def _products(self, graph: Any, vectors: Tensor) -> Tensor:
         raise NotImplementedError
+
+
+def _shapes(batch: Batch) -> tuple:
+    """The shapes and dtypes of a batch's tensors (what the cost of a product depends on)."""
+    tensors = batch.items() if isinstance(batch, Mapping) else enumerate(batch)
+    return tuple((k, tuple(t.shape), str(t.dtype)) for k, t in tensors if isinstance(t, Tensor))
 
 
 class HessianOperator(CurvatureOperator):
