@@ -46,7 +46,7 @@ from theorylab.transfer import head_hessian_alignment, transfer_measure
 
 WEIGHT_DECAY = 1e-2   # makes the source's cross-entropy minimum finite (the features separate the digits)
 NEAR_OPTIMAL = 0.1    # eps: the ball holds the heads within 0.1 nats of the source's minimum (second order)
-AT_OPTIMUM = 1e-6     # the source head's gradient norm: the fit reached the source's minimum
+AT_OPTIMUM = 1e-4     # the source head's gradient norm over the smallest gradient gap: the fit reached the minimum
 SHIFTED = 0.1         # the largest shift costs >= 10 points of accuracy (> 2 binomial errors of the drop)
 ORDERED = 0.8         # Spearman > 0.8 (declared in advance): over 5 domains, at most one adjacent pair out of order
 SLACK = 1e-6          # the Lanczos residual bound on the Hessian gap (relative tolerance of the eigenvalue)
@@ -136,13 +136,14 @@ def judge_hessian_alignment(m: dict, p) -> Judgement:
     runs = m["runs"]
     ratios = [[d["transfer"] / _bound(r, d, p) for d in r["domains"]] for r in runs]
     worst = max(max(row) for row in ratios)
-    optimum = max(max(_column(r, "source_gradient_norm")) for r in runs)
+    optimum = max(max(_column(r, "source_gradient_norm")) / min(_column(r, "gradient_gap")) for r in runs)
     drops = [float(_column(r, "accuracy")[0] - _column(r, "accuracy")[-1]) for r in runs]
     rhos = [_spearman(r) for r in runs]
     rho, rho_se = mean_and_stderr(rhos)
     checks = [
-        precondition(f"the source head is at the source's minimum: gradient norm <= {AT_OPTIMUM:g} in every seed",
-                     optimum <= AT_OPTIMUM, requirement=f"<= {AT_OPTIMUM:g}", measured=optimum),
+        precondition(f"the source head is at the source's minimum: its gradient norm <= {AT_OPTIMUM:g} x the smallest "
+                     "gradient gap ||g_T - g_S||, in every seed", optimum <= AT_OPTIMUM,
+                     requirement=f"<= {AT_OPTIMUM:g}", measured=optimum),
         precondition(f"the domains are shifted: the most shifted target loses >= {SHIFTED:g} accuracy against the "
                      "unshifted one, in every seed", min(drops) >= SHIFTED, requirement=f">= {SHIFTED:g}",
                      measured=min(drops)),
@@ -219,7 +220,8 @@ claim("hemati2023.hessian_alignment",
                 "linear head: global), the supremum of L_T - L_S by projected gradient ascent from 4 starts (the "
                 "centre, the gradient direction, 2 random boundary points), step tolerance 1e-4 x delta (a lower "
                 "estimate of the supremum; on small problems it equals a brute-force grid over the ball to 1e-8). "
-                "Preconditions: the head's source gradient norm <= 1e-6 (at the minimum); the most shifted domain "
+                "Preconditions: the head's source gradient norm <= 1e-4 x the smallest gradient gap (at the minimum: "
+                "the source's own first-order term is negligible in the bound); the most shifted domain "
                 "loses >= 0.1 of accuracy against the unshifted one in every seed (over 2 binomial standard errors of"
                 " the drop, at most 0.043 on 270 + 270 examples). Bound: transfer / bound <= 1 in every domain and "
                 "seed, with e_T - e_S = [L_T(theta*) - L_T*] - [L_S(theta*) - L_S*] measured, slack 1e-6 (the Lanczos"
