@@ -296,20 +296,28 @@ class HessianOperator(CurvatureOperator):
         return torch.stack(columns).T
 
 
+def jacobian_graph(fn: ModelFunction, batch: Batch) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """The outputs ``f`` on ``batch``, a dummy ``u`` shaped like them and ``J^T u`` with its graph (one
+    tensor per parameter).  ``J^T u`` is linear in ``u``, so a backward pass through it with the
+    vector ``v`` as cotangent gives ``J v`` (the double-backward trick for forward products), and a
+    backward pass through ``f`` gives ``J^T w``."""
+    params = list(fn.params.values())
+    out = fn.outputs(fn.params, batch)
+    dummy = torch.zeros_like(out, requires_grad=True)
+    jt_dummy = torch.autograd.grad(out, params, dummy, create_graph=True, allow_unused=True, materialize_grads=True)
+    return out, dummy, list(jt_dummy)
+
+
 class GGNOperator(CurvatureOperator):
     """The generalised Gauss-Newton matrix ``J^T H_out J`` (see :func:`ggn`)."""
 
     def _graph(self, batch: Batch) -> tuple:
-        """Graphs for ``J^T u`` (linear in a dummy ``u``, for ``J v`` by double backward) and ``grad_f L``."""
+        """Graphs for ``J^T u`` and ``J v`` (:func:`jacobian_graph`) and for ``grad_f L``."""
         fn = self._fn
-        params = list(fn.params.values())
-        out = fn.outputs(fn.params, batch)
-        dummy = torch.zeros_like(out, requires_grad=True)
-        jt_dummy = torch.autograd.grad(out, params, dummy, create_graph=True, allow_unused=True,
-                                       materialize_grads=True)
+        out, dummy, jt_dummy = jacobian_graph(fn, batch)
         out_leaf = out.detach().requires_grad_(True)
         grad_out = torch.autograd.grad(fn.loss(out_leaf, fn.targets(batch)), out_leaf, create_graph=True)[0]
-        return out, dummy, list(jt_dummy), out_leaf, grad_out
+        return out, dummy, jt_dummy, out_leaf, grad_out
 
     def _products(self, graphs: tuple, vectors: Tensor) -> Tensor:
         fn = self._fn
