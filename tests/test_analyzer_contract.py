@@ -31,7 +31,7 @@ ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gra
                     "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
                     "theorylab.alignment", "theorylab.implicit_bias", "theorylab.sampling", "theorylab.difficulty",
                     "theorylab.information", "theorylab.algorithmic", "theorylab.attribution", "theorylab.updates",
-                    "theorylab.feature_learning", "theorylab.mixup"]
+                    "theorylab.feature_learning", "theorylab.mixup", "theorylab.transfer"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -122,6 +122,10 @@ CALLS = {
     "neuron_update_norms": lambda m, loss, data, b: ((m, {n: p.detach() * 0.5 for n, p in m.named_parameters()}),
                                                      {}),
     "information_plane": lambda m, loss, data, b: ((m, data), {"layers": ["body.2"], "value_range": (-1.0, 1.0)}),
+    "head_hessian_alignment": lambda m, loss, data, b: ((m, loss, data, (b[0][:7], b[1][:7])),
+                                                        {"params": "head", "seed": 3}),
+    "transfer_measure": lambda m, loss, data, b: ((m, loss, data, (b[0][:7], b[1][:7])), {
+        "params": "head", "radius": 0.5, "weight_decay": 0.01, "steps": 4, "restarts": 1, "seed": 3}),
     "planted_feature_alignment": lambda m, loss, data, b: (
         (m, torch.eye(6, dtype=torch.float64)[:2] * torch.tensor([[2.0], [0.5]], dtype=torch.float64)),
         {"signs": torch.tensor([1.0, -1.0]).repeat(4)}),

@@ -34,7 +34,7 @@ def _operators():
 @pytest.mark.parametrize("mode", ["loop", "batched", "auto"])
 @pytest.mark.parametrize("name", list(_operators()))
 def test_block_products_equal_single_products(name, mode, monkeypatch):
-    monkeypatch.setattr(blocks, "LOOPING_DEVICES", ())  # "auto" measures, as on a GPU
+    monkeypatch.setattr(blocks, "CHOICES", {})  # no choice remembered: "auto" measures
     op = _operators()[name]
     rows = torch.randn(6, op.shape[0], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     single = torch.stack([op @ row for row in rows])  # (6, P)
@@ -102,7 +102,7 @@ class _CubeModel(nn.Module):
 
 
 def test_a_backward_pass_vmap_cannot_batch_falls_back_to_the_loop(monkeypatch):
-    monkeypatch.setattr(blocks, "LOOPING_DEVICES", ())  # "auto" tries the batched pass, as on a GPU
+    monkeypatch.setattr(blocks, "CHOICES", {})  # no choice remembered: "auto" tries the batched pass
     torch.manual_seed(1)
     model = _CubeModel().double()
     g = torch.Generator().manual_seed(0)
@@ -118,13 +118,19 @@ def test_a_backward_pass_vmap_cannot_batch_falls_back_to_the_loop(monkeypatch):
     assert op.block_products.choice == "loop"
 
 
-def test_auto_loops_on_the_cpu_without_measuring():
-    op = _operators()["hessian cached graph"]
-    rows = torch.randn(6, op.shape[0], generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    op.block_products.mode = "auto"
-    first = op @ rows.T
-    assert op.block_products.choice == "loop"
-    assert torch.equal(op @ rows.T, first)  # bitwise the same products every time
+def test_the_measured_choice_is_remembered_for_the_problem(monkeypatch):
+    monkeypatch.setattr(blocks, "CHOICES", {})
+    first, second = _operators()["hessian cached graph"], _operators()["hessian cached graph"]
+    assert first.block_products.choice is None
+    rows = torch.randn(6, first.shape[0], generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    products = first @ rows.T
+    choice = first.block_products.choice
+    assert choice in ("loop", "batched") and blocks.CHOICES[first.block_products.problem] == choice
+    monkeypatch.setattr(BlockProducts, "_measure", lambda *args: pytest.fail("measured the same problem again"))
+    assert torch.equal(second @ rows.T, products)  # bitwise the same products
+    assert second.block_products.choice == choice
+    other_data = _operators()["hessian mse"]
+    assert other_data.block_products.problem != first.block_products.problem
 
 
 def test_trace_is_the_same_with_looped_and_batched_products():

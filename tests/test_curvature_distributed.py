@@ -1,15 +1,12 @@
 """Sharded data over 2 gloo processes on CPU gives the single-process full-data operator, estimates, NTK and
 analyzers."""
-import os
-import socket
-
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
+from gloo_ranks import sharded_results
 from theorylab.batches import iter_batches
 from theorylab.curvature import ggn, hessian, spectral_density, top_eigenvalues, trace
 from theorylab.gradients import gradient_statistics
@@ -69,37 +66,16 @@ def _analyzers(model, loss, data, group):
     }
 
 
-def _worker(rank, port, path):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        model, loss, _, shards = _problem()
-        measured = _measure(model, loss, shards[rank], _cross_inputs(shards[rank]), dist.group.WORLD)
-        np.savez(f"{path}/rank{rank}.partial.npz", **measured)
-        os.replace(f"{path}/rank{rank}.partial.npz", f"{path}/rank{rank}.npz")  # complete, or absent
-    finally:
-        dist.barrier()  # no rank tears the group down while another still exchanges data with it
-        dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _sharded_measure(rank, group):
+    model, loss, _, shards = _problem()
+    return _measure(model, loss, shards[rank], _cross_inputs(shards[rank]), group)
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 def test_two_gloo_ranks_equal_a_single_process_on_all_data(tmp_path):
-    try:
-        mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
-    except mp.ProcessExitedException as exc:
-        # gloo aborts now and then while the process exits, after every rank has passed the final barrier
-        # (about 1 run in 20 on a loaded 2-core machine); the results are complete only if the work finished
-        if exc.signal_name != "SIGABRT" or not all((tmp_path / f"rank{r}.npz").exists() for r in range(2)):
-            raise
+    ranks = sharded_results(_sharded_measure, tmp_path)
     model, loss, full, shards = _problem()
     single = _measure(model, loss, full, torch.cat([_cross_inputs(shard) for shard in shards]))
-    for rank in range(2):
-        sharded = np.load(tmp_path / f"rank{rank}.npz")
+    for rank, sharded in enumerate(ranks):
         for key, expected in single.items():
             np.testing.assert_allclose(sharded[key], expected, rtol=1e-10, atol=1e-12, err_msg=f"rank {rank}: {key}")

@@ -1,15 +1,14 @@
 """Sharded data over 2 gloo processes on CPU gives the single-process full-data Fisher, empirical Fisher,
 K-FAC, loss surface and interpolation path."""
 import copy
-import socket
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
+from gloo_ranks import sharded_results
 from theorylab.curvature import empirical_fisher, fisher, kfac
 from theorylab.landscape import linear_interpolation, loss_surface
 
@@ -40,29 +39,16 @@ def _measure(model, loss, data, group=None):
     }
 
 
-def _worker(rank, port, path):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        model, loss, _, shards = _problem()
-        np.savez(f"{path}/rank{rank}.npz", **_measure(model, loss, shards[rank], dist.group.WORLD))
-    finally:
-        dist.barrier()  # no rank tears the group down while another still exchanges data with it
-        dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _sharded_measure(rank, group):
+    model, loss, _, shards = _problem()
+    return _measure(model, loss, shards[rank], group)
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 def test_two_gloo_ranks_equal_a_single_process_on_all_data(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = sharded_results(_sharded_measure, tmp_path)
     model, loss, full, _ = _problem()
     single = _measure(model, loss, full)
-    for rank in range(2):
-        sharded = np.load(tmp_path / f"rank{rank}.npz")
+    for rank, sharded in enumerate(ranks):
         for key, expected in single.items():
             np.testing.assert_allclose(sharded[key], expected, rtol=1e-10, atol=1e-12, err_msg=f"rank {rank}: {key}")

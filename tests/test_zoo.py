@@ -34,6 +34,7 @@ from theorylab.difficulty import correct_predictions, el2n_scores, grand_scores
 from theorylab.gradients import gradient_ranks, group_gradient_cosines, parameter_snapshot, per_parameter_snr
 from theorylab.implicit_bias import normalized_margin
 from theorylab.feature_learning import planted_feature_alignment
+from theorylab.transfer import head_hessian_alignment, transfer_measure
 from theorylab.information import information_plane
 from theorylab.mixup import mixup_geometry
 from theorylab.representations import layer_activations, weight_matrices, weight_ranks
@@ -120,6 +121,11 @@ ANALYSES = {
     "information_plane": lambda c: information_plane(c.model, c.data, layers=c.layers, mode=c.mode),
     "planted_feature_alignment": lambda c: _planted_alignment(c.model),
     "mixup_geometry": lambda c: _mixup_geometry(c),
+    # two domains: the first batch against the others
+    "head_hessian_alignment": lambda c: head_hessian_alignment(c.model, c.loss_fn, c.data[:1], c.data[1:], tol=1e-3,
+                                                               mode=c.mode),
+    "transfer_measure": lambda c: transfer_measure(c.model, c.loss_fn, c.data[:1], c.data[1:], radius=0.01, steps=2,
+                                                   restarts=0, mode=c.mode),
     "normalized_margin": lambda c: normalized_margin(c.model, c.data, mode=c.mode),
     "sampling_gradient_variance": lambda c: sampling_gradient_variance(
         c.model, c.loss_fn, c.data, weights=torch.ones(len(c.batch[1] if isinstance(c.batch, tuple) else c.batch["labels"])),

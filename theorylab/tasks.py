@@ -12,6 +12,8 @@
 * :func:`feature_noise_patches`: patch inputs with a weak feature in every example, a strong feature in a
   fraction of them and a noise patch (the feature-noise data model of Lu, Wu, Yang & Zou 2024); the planted
   directions are :func:`planted_feature_directions`.
+* :func:`shifted_images`: images moved sideways by a (fractional) number of columns, the empty columns
+  filled with zeros: domains of graded shift for transfer between domains (shifted digits).
 
 Generators return a :class:`theorylab.data.DataSplit` (or tensors, where stated) and are deterministic given
 ``seed``.
@@ -221,3 +223,27 @@ def feature_noise_patches(n: int, dim: int, *, strong_norm: float, weak_norm: fl
     weak = y[:, None] * features[1]
     strong = torch.where(has_strong[:, None], y[:, None] * features[0], torch.zeros(dim, dtype=torch.float64))
     return torch.stack([weak, strong, noise], dim=1).to(dtype), y.to(dtype), has_strong
+
+
+def shifted_images(images: torch.Tensor, columns: float, *, side: int = 8) -> torch.Tensor:
+    """Flattened ``side x side`` images moved right by ``columns`` (>= 0, fractional allowed).
+
+    A whole shift ``k`` moves every row ``k`` pixels right and fills the first ``k`` columns with zeros; a
+    fractional shift ``k + f`` interpolates linearly, ``(1 - f) shift_k + f shift_{k+1}``.  ``images`` is
+    ``(N, side * side)`` (the digits are 8 x 8 with background 0); the result has the same shape and dtype.
+    """
+    if images.dim() != 2 or images.shape[1] != side * side:
+        raise ValueError(f"images must have shape (N, {side * side}), got {tuple(images.shape)}")
+    if not 0 <= columns < side:
+        raise ValueError(f"columns must be in [0, {side}), got {columns!r}")
+    grid = images.reshape(-1, side, side)
+
+    def whole(k: int) -> torch.Tensor:
+        moved = torch.zeros_like(grid)
+        moved[:, :, k:] = grid[:, :, :side - k]
+        return moved
+
+    k = int(columns)
+    fraction = float(columns) - k
+    moved = whole(k) if fraction == 0 else (1 - fraction) * whole(k) + fraction * whole(k + 1)
+    return moved.reshape(-1, side * side)

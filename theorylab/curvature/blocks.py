@@ -3,15 +3,18 @@
 A curvature product is a backward pass through a cached graph.  ``torch.autograd.grad(...,
 is_grads_batched=True)`` runs it once for a block of ``b`` vectors (``vmap`` over the vectors fed
 to the backward pass), which pays where a single product leaves the hardware idle (small models
-on a GPU), and not where one product already keeps it busy (measured on a 2-core CPU: the same
-time per vector or more, ``benchmarks/results/curvature_cpu_1thread.json``).  :class:`BlockProducts`
-in mode "auto" therefore loops on the CPU, where the products are then bitwise reproducible, and on
-other devices decides by measuring: in the first block of at least ``2 * MEASURED`` vectors,
-:data:`MEASURED` are multiplied batched and as many one at a time, and the faster way per vector does
-the rest of the block and the operator's later blocks.  Either way the products agree to rounding;
-set ``mode`` to "loop" or "batched" to fix the choice (a choice by timing can differ from run to run,
-and with it the last bits of the products).  A backward pass that ``vmap`` cannot batch falls back
-to the loop.
+on a GPU, or tiny models anywhere: twice as fast for the dense GGN of a 2,410-parameter MLP on a
+CPU), and not where one product already keeps it busy (on a CPU, the same time per vector or more
+for a 269,322-parameter MLP and a ResNet-style CNN; ``benchmarks/bench_curvature.py``).
+:class:`BlockProducts` decides by measuring: in the first block of at least ``2 * MEASURED``
+vectors, :data:`MEASURED` are multiplied batched and as many one at a time, and the faster way per
+vector multiplies that block and every later one (the timed products are discarded: a few products
+once per problem, so that all of its products come from one way).  The choice is remembered for
+the problem (:data:`CHOICES`, keyed by what the operator is the curvature of: operator type,
+device, dtype, parameter shapes and data), so repeating a computation in a process repeats its
+products bitwise; another process may choose otherwise, and the products then agree to rounding.
+Set ``mode`` to "loop" or "batched" to fix the choice.  A backward pass that ``vmap`` cannot batch
+falls back to the loop.
 
 Vectors travel as rows: a block is a ``(b, P)`` tensor whose rows are contiguous, the layout the
 backward pass reads and writes, so neither the inputs nor the products are copied into columns.
@@ -19,7 +22,7 @@ backward pass reads and writes, so neither the inputs nor the products are copie
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Literal
 
 import torch
@@ -29,8 +32,8 @@ BlockMode = Literal["auto", "loop", "batched"]
 BLOCK_MODES: tuple[str, ...] = ("auto", "loop", "batched")
 #: vectors multiplied each way when "auto" measures
 MEASURED = 2
-#: device types on which "auto" loops without measuring
-LOOPING_DEVICES: tuple[str, ...] = ("cpu",)
+#: the measured choice per problem (see the module docstring)
+CHOICES: dict[Hashable, str] = {}
 
 
 def split_rows(block: Tensor, shapes: Sequence[torch.Size], batched: bool) -> list[Tensor]:
@@ -58,9 +61,11 @@ def _timed(fn: Callable[[], Tensor], device: torch.device) -> tuple[float, Tenso
 
 
 class BlockProducts:
-    """How an operator multiplies a block of vectors: "loop", "batched", or "auto" (measured once)."""
+    """How an operator multiplies a block of vectors: "loop", "batched", or "auto" (measured once per
+    ``problem``, a hashable description of what is multiplied; None: measured once per instance)."""
 
-    def __init__(self, mode: BlockMode = "auto"):
+    def __init__(self, mode: BlockMode = "auto", problem: Hashable | None = None):
+        self.problem = problem
         self.mode = mode
 
     @property
@@ -72,7 +77,12 @@ class BlockProducts:
         if value not in BLOCK_MODES:
             raise ValueError(f"block products mode must be one of {BLOCK_MODES}, got {value!r}")
         self._mode = value
-        self.choice: str | None = None if value == "auto" else value
+        self.choice: str | None = CHOICES.get(self.problem) if value == "auto" else value
+
+    def _decide(self, choice: str) -> None:
+        self.choice = choice
+        if self.problem is not None:
+            CHOICES[self.problem] = choice
 
     def __call__(self, rows: Tensor, product: Callable[[Tensor, bool], Tensor]) -> Tensor:
         """The ``(k, P)`` products of ``rows``; ``product(block, batched)`` multiplies a ``(b, P)``
@@ -80,27 +90,31 @@ class BlockProducts:
         k = rows.shape[0]
         if k == 1:
             return product(rows, False)
-        if self.choice is None and rows.device.type in LOOPING_DEVICES:
-            self.choice = "loop"
-        if self.choice == "loop" or (self.choice is None and k < 2 * MEASURED):
-            return self._loop(rows, product)
+        if self.choice is None:
+            self.choice = CHOICES.get(self.problem)
+        if self.choice is None:
+            if k < 2 * MEASURED:
+                return self._loop(rows, product)
+            self._measure(rows, product)
         if self.choice == "batched":
             try:
                 return product(rows, True)
-            except RuntimeError:
+            except RuntimeError:  # vmap cannot batch this backward pass (or the batch does not fit)
                 if self.mode == "batched":
                     raise
-                self.choice = "loop"
-                return self._loop(rows, product)
+                self._decide("loop")
+        return self._loop(rows, product)
+
+    def _measure(self, rows: Tensor, product: Callable[[Tensor, bool], Tensor]) -> None:
+        """Time :data:`MEASURED` products each way and decide.  The timed products are discarded, so
+        that every product of the problem comes from the one way chosen."""
         try:
-            batched_s, first = _timed(lambda: product(rows[:MEASURED], True), rows.device)
-        except RuntimeError:  # vmap cannot batch this backward pass (or the batch does not fit)
-            self.choice = "loop"
-            return self._loop(rows, product)
-        loop_s, second = _timed(lambda: self._loop(rows[MEASURED:2 * MEASURED], product), rows.device)
-        self.choice = "batched" if batched_s < loop_s else "loop"
-        rest = [self(rows[2 * MEASURED:], product)] if k > 2 * MEASURED else []
-        return torch.cat([first, second, *rest])
+            batched_s, _ = _timed(lambda: product(rows[:MEASURED], True), rows.device)
+        except RuntimeError:
+            self._decide("loop")
+            return
+        loop_s, _ = _timed(lambda: self._loop(rows[MEASURED:2 * MEASURED], product), rows.device)
+        self._decide("batched" if batched_s < loop_s else "loop")
 
     @staticmethod
     def _loop(rows: Tensor, product: Callable[[Tensor, bool], Tensor]) -> Tensor:

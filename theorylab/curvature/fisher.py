@@ -45,7 +45,7 @@ from theorylab._state import Mode
 from theorylab.adapters import OutputFn
 from theorylab.analyzer import analyzer
 from theorylab.batches import Batch, Data, batch_size, slice_batch
-from theorylab.curvature.operators import CurvatureOperator, LossFn
+from theorylab.curvature.operators import CurvatureOperator, LossFn, jacobian_graph
 from theorylab.functional import ModelFunction
 
 Likelihood = Literal["categorical", "gaussian"]
@@ -112,13 +112,8 @@ class OutputSpaceOperator(CurvatureOperator):
     """
 
     def _graph(self, batch: Batch) -> tuple:
-        fn = self._fn
-        params = list(fn.params.values())
-        out = fn.outputs(fn.params, batch)
-        dummy = torch.zeros_like(out, requires_grad=True)
-        jt_dummy = torch.autograd.grad(out, params, dummy, create_graph=True, allow_unused=True,
-                                       materialize_grads=True)
-        return out, dummy, list(jt_dummy), self._output_matrix(out.detach(), batch)
+        out, dummy, jt_dummy = jacobian_graph(self._fn, batch)
+        return out, dummy, jt_dummy, self._output_matrix(out.detach(), batch)
 
     def _products(self, graph: tuple, vectors: Tensor) -> Tensor:
         fn = self._fn

@@ -427,7 +427,7 @@ class _Search:
             wanted = order[:want]
             floor = 10 * krylov.eps * krylov.norm_estimate
             ok = residuals[wanted] <= np.maximum(self.tol * np.abs(theta[wanted]), floor)
-            worst = float(np.max(residuals[wanted] / np.maximum(np.abs(theta[wanted]), floor)))
+            worst = float(np.max(residuals[wanted] / np.maximum(np.abs(theta[wanted]), max(floor, 1e-300))))
             self.shown.update(1)
             self.shown.set_postfix_str(f"run {num_run}, restarts {self.num_restarts + restarts}, "
                                        f"residual {worst:.1e} (tol {self.tol:g})", refresh=False)

@@ -27,7 +27,7 @@ rank holds the full-data operator.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -187,10 +187,15 @@ class CurvatureOperator(LinearOperator):
         self.param_shapes = {n: s for n, s in zip(fn.names, fn.shapes)}
         self.meta: dict[str, Any] = {}
         self._cached: tuple[int, Any] | None = None
+        data_signature: tuple = ("per batch",)
         if self.cache_graph and fn.single_batch:
             with torch.enable_grad(), fn.evaluating(second_order=True):
                 (batch,) = fn.batches()
                 self._cached = batch_size(batch), self._graph(batch)
+            data_signature = _shapes(batch)
+        self.block_products = BlockProducts(problem=(
+            type(self).__name__, getattr(self, "backend", None), type(fn.model).__name__, str(fn.device),
+            str(fn.dtype), tuple(zip(fn.names, map(tuple, fn.shapes))), data_signature))
 
     @property
     def function(self) -> ModelFunction:
@@ -234,6 +239,12 @@ class CurvatureOperator(LinearOperator):
 
     def _products(self, graph: Any, vectors: Tensor) -> Tensor:
         raise NotImplementedError
+
+
+def _shapes(batch: Batch) -> tuple:
+    """The shapes and dtypes of a batch's tensors (what the cost of a product depends on)."""
+    tensors = batch.items() if isinstance(batch, Mapping) else enumerate(batch)
+    return tuple((k, tuple(t.shape), str(t.dtype)) for k, t in tensors if isinstance(t, Tensor))
 
 
 class HessianOperator(CurvatureOperator):
@@ -296,20 +307,28 @@ class HessianOperator(CurvatureOperator):
         return torch.stack(columns).T
 
 
+def jacobian_graph(fn: ModelFunction, batch: Batch) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """The outputs ``f`` on ``batch``, a dummy ``u`` shaped like them and ``J^T u`` with its graph (one
+    tensor per parameter).  ``J^T u`` is linear in ``u``, so a backward pass through it with the
+    vector ``v`` as cotangent gives ``J v`` (the double-backward trick for forward products), and a
+    backward pass through ``f`` gives ``J^T w``."""
+    params = list(fn.params.values())
+    out = fn.outputs(fn.params, batch)
+    dummy = torch.zeros_like(out, requires_grad=True)
+    jt_dummy = torch.autograd.grad(out, params, dummy, create_graph=True, allow_unused=True, materialize_grads=True)
+    return out, dummy, list(jt_dummy)
+
+
 class GGNOperator(CurvatureOperator):
     """The generalised Gauss-Newton matrix ``J^T H_out J`` (see :func:`ggn`)."""
 
     def _graph(self, batch: Batch) -> tuple:
-        """Graphs for ``J^T u`` (linear in a dummy ``u``, for ``J v`` by double backward) and ``grad_f L``."""
+        """Graphs for ``J^T u`` and ``J v`` (:func:`jacobian_graph`) and for ``grad_f L``."""
         fn = self._fn
-        params = list(fn.params.values())
-        out = fn.outputs(fn.params, batch)
-        dummy = torch.zeros_like(out, requires_grad=True)
-        jt_dummy = torch.autograd.grad(out, params, dummy, create_graph=True, allow_unused=True,
-                                       materialize_grads=True)
+        out, dummy, jt_dummy = jacobian_graph(fn, batch)
         out_leaf = out.detach().requires_grad_(True)
         grad_out = torch.autograd.grad(fn.loss(out_leaf, fn.targets(batch)), out_leaf, create_graph=True)[0]
-        return out, dummy, list(jt_dummy), out_leaf, grad_out
+        return out, dummy, jt_dummy, out_leaf, grad_out
 
     def _products(self, graphs: tuple, vectors: Tensor) -> Tensor:
         fn = self._fn

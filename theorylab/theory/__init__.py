@@ -33,6 +33,8 @@ Imports nothing but numpy, scipy and sympy.
 * :mod:`~theorylab.theory.mixup`: the margin that minimises the mixup loss of a mix (Zhang et al. 2018; Fisher,
   Meng & Papyan 2024).
 * :mod:`~theorylab.theory.schedules`: the last-iterate bound of a learning-rate schedule (Defazio et al. 2023).
+* :mod:`~theorylab.theory.transfer`: the transfer measure bounded through the head's Hessian and gradient
+  alignment (Hemati et al. 2023).
 """
 from theorylab.theory.batch_hessian import batch_hessian_excess_exponents
 from theorylab.theory.batch_size import max_lr_batch_exponent, sgd_mean_square_lr_limit
@@ -57,12 +59,13 @@ from theorylab.theory.scaling_laws import epoch_chinchilla_fit
 from theorylab.theory.schedules import last_iterate_bound
 from theorylab.theory.spectral_bias import ntk_mode_decay
 from theorylab.theory.stability import gd_sharpness_threshold, sgd_trace_threshold
+from theorylab.theory.transfer import hessian_alignment_bound
 from theorylab.theory.wide_networks import lazy_change_exponent_bound, ntk_fluctuation_exponent
 
 __all__ = [
     "asymmetric_rate_exponent_bound", "batch_hessian_excess_exponents", "batch_perceptron", "critical_batch_size",
     "deep_mode_learning_time", "diffusion_exponent", "epoch_chinchilla_fit", "excess_product",
-    "free_diffusion_exponent", "gd_risk", "gd_sharpness_threshold", "imbalanced_ufm_norms",
+    "free_diffusion_exponent", "gd_risk", "gd_sharpness_threshold", "hessian_alignment_bound", "imbalanced_ufm_norms",
     "interpolation_threshold", "last_iterate_bound", "lazy_change_exponent_bound", "linear_rule_error",
     "logistic_asymptotic_error", "majority_vote", "max_lr_batch_exponent", "mixup_optimal_margin", "mp_atom",
     "mp_cdf", "mp_density",
