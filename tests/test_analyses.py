@@ -21,7 +21,7 @@ DETERMINISTIC = {"besiroglu2024.chinchilla_replication"}  # a fit of published d
 
 
 def test_the_suite_is_complete():
-    assert len(REGISTRY) == 49
+    assert len(REGISTRY) == 50
     assert all(c.source_file.endswith(".py") and "theorylab/analyses" in c.source_file.replace("\\", "/")
                for c in REGISTRY.values())
 

@@ -31,7 +31,7 @@ ANALYZER_MODULES = ["theorylab.curvature", "theorylab.sharpness", "theorylab.gra
                     "theorylab.representations", "theorylab.collapse", "theorylab.metrics", "theorylab.landscape",
                     "theorylab.alignment", "theorylab.implicit_bias", "theorylab.sampling", "theorylab.difficulty",
                     "theorylab.information", "theorylab.algorithmic", "theorylab.attribution", "theorylab.updates",
-                    "theorylab.feature_learning", "theorylab.transfer"]
+                    "theorylab.feature_learning", "theorylab.mixup", "theorylab.transfer"]
 for _module in ANALYZER_MODULES:
     importlib.import_module(_module)  # declaring an analyzer registers it
 
@@ -129,6 +129,8 @@ CALLS = {
     "planted_feature_alignment": lambda m, loss, data, b: (
         (m, torch.eye(6, dtype=torch.float64)[:2] * torch.tensor([[2.0], [0.5]], dtype=torch.float64)),
         {"signs": torch.tensor([1.0, -1.0]).repeat(4)}),
+    "mixup_geometry": lambda m, loss, data, b: ((m, b[0][:6], b[0][6:12], [0.0, 0.5, 1.0]), {
+        "labels_a": b[1][:6], "labels_b": b[1][6:12], "classifier": "head"}),
 }
 
 

@@ -36,6 +36,7 @@ from theorylab.implicit_bias import normalized_margin
 from theorylab.feature_learning import planted_feature_alignment
 from theorylab.transfer import head_hessian_alignment, transfer_measure
 from theorylab.information import information_plane
+from theorylab.mixup import mixup_geometry
 from theorylab.representations import layer_activations, weight_matrices, weight_ranks
 from theorylab.sampling import sampling_gradient_variance
 from theorylab.updates import layer_gradient_ranks, neuron_update_norms, update_ranks
@@ -119,6 +120,7 @@ ANALYSES = {
     "input_gradients": lambda c: input_gradients(c.model, c.loss_fn, c.data, mode=c.mode),
     "information_plane": lambda c: information_plane(c.model, c.data, layers=c.layers, mode=c.mode),
     "planted_feature_alignment": lambda c: _planted_alignment(c.model),
+    "mixup_geometry": lambda c: _mixup_geometry(c),
     # two domains: the first batch against the others
     "head_hessian_alignment": lambda c: head_hessian_alignment(c.model, c.loss_fn, c.data[:1], c.data[1:], tol=1e-3,
                                                                mode=c.mode),
@@ -142,6 +144,19 @@ def _planted_alignment(model):
     """Two random directions in the input space of the model's first weight matrix."""
     name, w = next(iter(weight_matrices(model)[0].items()))
     return planted_feature_alignment(model, _probe(2 * w.shape[1]).reshape(2, -1), params=name)
+
+
+def _mixup_geometry(c):
+    """Mixes of the first and second halves of the data; the fields that apply to these pairs (NaN elsewhere)."""
+    x, y = (c.batch["input_ids"], c.batch["labels"]) if isinstance(c.batch, dict) else c.batch
+    half = len(x) // 2
+    geo = mixup_geometry(c.model, x[:half], x[half:2 * half], [0.0, 0.5, 1.0], labels_a=y[:half],
+                         labels_b=y[half:2 * half], classifier=c.classifier,
+                         layer=None if c.classifier else c.layers[-1], mode=c.mode)
+    fields = [geo.pair_mass, geo.target_kl, geo.margins[geo.cross], geo.offset[geo.cross], geo.spread[~geo.cross]]
+    assert sum(f.size for f in fields[2:]) > 0
+    fields += [geo.classifier_cosines] if geo.classifier_cosines is not None else []
+    return [torch.as_tensor(f) for f in fields]
 
 
 def _perturbed(model):
@@ -181,6 +196,7 @@ LIMITS = {
     ("gpt2", "softmax_collapse_fraction"): "for a sequence model choose one position",
     ("gpt2", "normalized_margin"): "for a sequence model choose one position",
     ("gpt2", "input_gradients"): "token ids",  # integer inputs have no gradient
+    ("gpt2", "mixup_geometry"): "token ids cannot be mixed",
 }
 
 

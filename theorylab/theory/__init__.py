@@ -30,6 +30,8 @@ Imports nothing but numpy, scipy and sympy.
 * :mod:`~theorylab.theory.perceptron`: logistic regression by GD with large steps is the batch perceptron
   (Tyurin 2024).
 * :mod:`~theorylab.theory.spectral_bias`: the residual decays along the NTK eigenvectors (Jacot et al. 2018).
+* :mod:`~theorylab.theory.mixup`: the margin that minimises the mixup loss of a mix (Zhang et al. 2018; Fisher,
+  Meng & Papyan 2024).
 * :mod:`~theorylab.theory.schedules`: the last-iterate bound of a learning-rate schedule (Defazio et al. 2023).
 * :mod:`~theorylab.theory.transfer`: the transfer measure bounded through the head's Hessian and gradient
   alignment (Hemati et al. 2023).
@@ -49,6 +51,7 @@ from theorylab.theory.marchenko_pastur import (mp_atom, mp_cdf, mp_density, mp_d
                                                mp_stieltjes, spiked_outlier)
 from theorylab.theory.matrix_sensing import (asymmetric_rate_exponent_bound, excess_product,
                                              symmetric_overparam_tail)
+from theorylab.theory.mixup import mixup_optimal_margin
 from theorylab.theory.neural_collapse import imbalanced_ufm_norms, ufm_global_objective
 from theorylab.theory.noise_scale import critical_batch_size, steps_to_target
 from theorylab.theory.perceptron import batch_perceptron
@@ -64,7 +67,8 @@ __all__ = [
     "deep_mode_learning_time", "diffusion_exponent", "epoch_chinchilla_fit", "excess_product",
     "free_diffusion_exponent", "gd_risk", "gd_sharpness_threshold", "hessian_alignment_bound", "imbalanced_ufm_norms",
     "interpolation_threshold", "last_iterate_bound", "lazy_change_exponent_bound", "linear_rule_error",
-    "logistic_asymptotic_error", "majority_vote", "max_lr_batch_exponent", "mp_atom", "mp_cdf", "mp_density",
+    "logistic_asymptotic_error", "majority_vote", "max_lr_batch_exponent", "mixup_optimal_margin", "mp_atom",
+    "mp_cdf", "mp_density",
     "mp_density_symbolic", "mp_edges", "mp_stieltjes", "naive_bayes_asymptotic_error", "nearest_neighbour",
     "ntk_fluctuation_exponent", "ntk_mode_decay", "optimal_ridge", "random_features_peak", "ridge_risk",
     "ridgeless_finite_size_correction", "ridgeless_risk", "ridgeless_risk_finite", "ridgeless_risk_symbolic",
