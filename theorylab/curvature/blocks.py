@@ -6,10 +6,10 @@ to the backward pass), which pays where a single product leaves the hardware idl
 on a GPU, or tiny models anywhere: twice as fast for the dense GGN of a 2,410-parameter MLP on a
 CPU), and not where one product already keeps it busy (on a CPU, the same time per vector or more
 for a 269,322-parameter MLP and a ResNet-style CNN; ``benchmarks/bench_curvature.py``).
-:class:`BlockProducts` decides by measuring: in the first block of at least ``2 * MEASURED``
-vectors, :data:`MEASURED` are multiplied batched and as many one at a time, and the faster way per
-vector multiplies that block and every later one (the timed products are discarded: a few products
-once per problem, so that all of its products come from one way).  The choice is remembered for
+:class:`BlockProducts` decides by measuring: in the first block of at least 4 vectors, 2 are
+multiplied one at a time and up to 16 others batched, and the faster way per vector multiplies that
+block and every later one (the timed products, at most 18, are discarded once per problem, so that all
+of its products come from one way).  The choice is remembered for
 the problem (:data:`CHOICES`, keyed by what the operator is the curvature of: operator type,
 device, dtype, parameter shapes and data), so repeating a computation in a process repeats its
 products bitwise; another process may choose otherwise, and the products then agree to rounding.
@@ -30,8 +30,9 @@ from torch import Tensor
 
 BlockMode = Literal["auto", "loop", "batched"]
 BLOCK_MODES: tuple[str, ...] = ("auto", "loop", "batched")
-#: vectors multiplied each way when "auto" measures
-MEASURED = 2
+#: vectors multiplied one at a time and (at most) batched when "auto" measures: the batched pass is timed on a
+#: larger block because its cost per vector falls with the block (a block of 2 misjudges a block of 256)
+MEASURED_LOOP, MEASURED_BATCHED = 2, 16
 #: the measured choice per problem (see the module docstring)
 CHOICES: dict[Hashable, str] = {}
 
@@ -93,7 +94,7 @@ class BlockProducts:
         if self.choice is None:
             self.choice = CHOICES.get(self.problem)
         if self.choice is None:
-            if k < 2 * MEASURED:
+            if k < 2 * MEASURED_LOOP:
                 return self._loop(rows, product)
             self._measure(rows, product)
         if self.choice == "batched":
@@ -106,15 +107,17 @@ class BlockProducts:
         return self._loop(rows, product)
 
     def _measure(self, rows: Tensor, product: Callable[[Tensor, bool], Tensor]) -> None:
-        """Time :data:`MEASURED` products each way and decide.  The timed products are discarded, so
-        that every product of the problem comes from the one way chosen."""
+        """Time products each way (:data:`MEASURED_LOOP`, :data:`MEASURED_BATCHED`) and decide by the time per
+        vector.  The timed products are discarded, so that every product of the problem comes from the one
+        way chosen."""
+        batched = rows[MEASURED_LOOP:MEASURED_LOOP + MEASURED_BATCHED]
         try:
-            batched_s, _ = _timed(lambda: product(rows[:MEASURED], True), rows.device)
+            batched_s, _ = _timed(lambda: product(batched, True), rows.device)
         except RuntimeError:
             self._decide("loop")
             return
-        loop_s, _ = _timed(lambda: self._loop(rows[MEASURED:2 * MEASURED], product), rows.device)
-        self._decide("batched" if batched_s < loop_s else "loop")
+        loop_s, _ = _timed(lambda: self._loop(rows[:MEASURED_LOOP], product), rows.device)
+        self._decide("batched" if batched_s / len(batched) < loop_s / MEASURED_LOOP else "loop")
 
     @staticmethod
     def _loop(rows: Tensor, product: Callable[[Tensor, bool], Tensor]) -> Tensor:
