@@ -192,24 +192,24 @@ def figure_mixup_collapse(m: dict, p):
     inner = (lam > 0) & (lam < 1)
     runs = m["runs"]
     band(ax_m, lam, [np.median(r["margins"], axis=0) for r in runs], label=f"measured ({m['objective']}), median pair")
-    prediction(ax_m, lam[inner], mixup_optimal_margin(lam[inner]), label="prediction: log(lam / (1 - lam))")
+    prediction(ax_m, lam[inner], mixup_optimal_margin(lam[inner]), label=r"prediction: $\log(\lambda / (1 - \lambda))$")
     ax_m.axhline(0, color="0.5", lw=0.8)
-    ax_m.set(xlabel="weight lam of class a", ylabel=r"margin $z_a - z_b$", title="cross-class mixes: the channel")
+    ax_m.set(xlabel=r"weight $\lambda$ of class a", ylabel=r"margin $z_a - z_b$", title="cross-class mixes: the channel")
     shades = measured_shades(2)
     band(ax_c, lam, [np.median(r["position"], axis=0) for r in runs], color=shades[0],
-         label="position along mu_b -> mu_a")
+         label=r"position along $\mu_b \to \mu_a$")
     band(ax_c, lam, [np.median(r["offset"], axis=0) for r in runs], color=shades[1],
-         label="offset from the segment / |mu_a - mu_b|")
-    prediction_level(ax_c, x=0.5, ls=":", label="boundary crossed at lam = 1/2")
-    ax_c.set(xlabel="weight lam of class a", ylabel="units of |mu_a - mu_b|",
+         label=r"offset from the segment / $\|\mu_a - \mu_b\|$")
+    prediction_level(ax_c, x=0.5, ls=":", label=r"boundary crossed at $\lambda = 1/2$")
+    ax_c.set(xlabel=r"weight $\lambda$ of class a", ylabel=r"units of $\|\mu_a - \mu_b\|$",
              title="cross-class mixes between the means")
     band(ax_s, lam, [np.mean(r["cosines"], axis=0) for r in runs], color=shades[0],
-         label="same-class cos(h - mu_G, w_a)")
+         label=r"same-class $\cos(h - \mu_G, w_a)$")
     band(ax_s, lam, [np.sqrt(np.mean(np.square(r["spread"]), axis=0)) for r in runs], color=shades[1],
          label="same-class spread (RMS)")
     prediction_level(ax_s, y=ALIGNED, label=f"bound: cos >= {ALIGNED:.2f}")
     prediction_level(ax_s, y=SPREAD, ls=":", label=f"bound: spread <= {SPREAD:g}")
-    ax_s.set(xlabel="weight lam", ylim=(0, 1.05), title="same-class mixes")
+    ax_s.set(xlabel=r"weight $\lambda$", ylim=(0, 1.05), title="same-class mixes")
     figure_legend(fig, (ax_m, ax_c, ax_s), ncol=3)
     return fig
 
