@@ -10,9 +10,21 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
 
 #: ``measure(rank, group)``: the arrays one rank computes on its shard (a module-level function: it is pickled)
 Measure = Callable[[int, Any], dict[str, np.ndarray]]
+
+
+def sharded_problem() -> tuple[nn.Module, nn.Module, tuple, list]:
+    """A small float64 classifier, its loss, 13 samples and their two shards: rank 0 one batch of 5 samples,
+    rank 1 two uneven batches (6 + 2), so the weights n_rank / N differ."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(13, 3, generator=g, dtype=torch.float64), torch.randint(0, 2, (13,), generator=g)
+    shards = [(x[:5], y[:5]), [(x[5:11], y[5:11]), (x[11:], y[11:])]]
+    return model, nn.CrossEntropyLoss(), (x, y), shards
 
 
 def _free_port() -> int:

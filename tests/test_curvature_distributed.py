@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from torch import nn
 
-from gloo_ranks import sharded_results
+from gloo_ranks import sharded_problem, sharded_results
 from theorylab.batches import iter_batches
 from theorylab.curvature import ggn, hessian, spectral_density, top_eigenvalues, trace
 from theorylab.gradients import gradient_statistics
@@ -14,16 +13,6 @@ from theorylab.kernels import empirical_ntk, empirical_ntk_blocks
 from theorylab.metrics import accuracy, mean_loss
 from theorylab.representations import dormant_ratio
 from theorylab.sharpness import adaptive_sharpness, average_sharpness, lambda_max, sam_sharpness
-
-
-def _problem():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
-    g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(13, 3, generator=g, dtype=torch.float64), torch.randint(0, 2, (13,), generator=g)
-    # rank 0: one batch of 5 samples; rank 1: two uneven batches (6 + 2): weights n_rank / N differ
-    shards = [(x[:5], y[:5]), [(x[5:11], y[5:11]), (x[11:], y[11:])]]
-    return model, nn.CrossEntropyLoss(), (x, y), shards
 
 
 def _inputs(data):
@@ -67,14 +56,14 @@ def _analyzers(model, loss, data, group):
 
 
 def _sharded_measure(rank, group):
-    model, loss, _, shards = _problem()
+    model, loss, _, shards = sharded_problem()
     return _measure(model, loss, shards[rank], _cross_inputs(shards[rank]), group)
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 def test_two_gloo_ranks_equal_a_single_process_on_all_data(tmp_path):
     ranks = sharded_results(_sharded_measure, tmp_path)
-    model, loss, full, shards = _problem()
+    model, loss, full, shards = sharded_problem()
     single = _measure(model, loss, full, torch.cat([_cross_inputs(shard) for shard in shards]))
     for rank, sharded in enumerate(ranks):
         for key, expected in single.items():
