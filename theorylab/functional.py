@@ -210,16 +210,26 @@ class ModelFunction:
 
     def gradient(self, delta: list[Tensor] | None = None, data: Data | None = None) -> list[Tensor]:
         """The gradient of the mean loss at ``theta + delta``, one tensor per selected parameter."""
+        return self.split(self._loss_and_gradient(delta, data)[1:])
+
+    def loss_and_gradient(self, delta: list[Tensor] | None = None, data: Data | None = None
+                          ) -> tuple[float, list[Tensor]]:
+        """The mean loss at ``theta + delta`` and its gradient (as :meth:`gradient`), from one pass over the data."""
+        both = self._loss_and_gradient(delta, data)
+        return float(both[0]), self.split(both[1:])
+
+    def _loss_and_gradient(self, delta: list[Tensor] | None, data: Data | None) -> Tensor:
+        """``(P + 1,)``: the mean loss, then the flat gradient."""
         params = {n: p.detach().requires_grad_(True) for n, p in self.shifted(delta).items()}
         leaves = list(params.values())
 
-        def batch_gradient(batch: Batch) -> Tensor:
-            grads = torch.autograd.grad(self.batch_loss(params, batch), leaves, allow_unused=True,
-                                        materialize_grads=True)
-            return self.join(list(grads))
+        def batch_loss_and_gradient(batch: Batch) -> Tensor:
+            loss = self.batch_loss(params, batch)
+            grads = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
+            return torch.cat([loss.detach().reshape(1).to(self.dtype), *(g.reshape(-1) for g in grads)])
 
         with torch.enable_grad(), self.evaluating():
-            return self.split(self.data_mean(batch_gradient, data))
+            return self.data_mean(batch_loss_and_gradient, data)
 
     def shifted(self, delta: list[Tensor] | None) -> ParamDict:
         if delta is None:

@@ -109,12 +109,12 @@ def head_hessian_alignment(model: nn.Module, loss_fn: LossFn, data_a: Data, data
     options = dict(params=params, mode=mode, dtype=dtype, device=device, output=output)
     h_a, h_b = (hessian(model, loss_fn, data, **options) for data in (data_a, data_b))
     fn_a, fn_b = h_a.function, h_b.function
-    g_a, g_b = fn_a.gradient(), fn_b.gradient()
+    (loss_a, g_a), (loss_b, g_b) = fn_a.loss_and_gradient(), fn_b.loss_and_gradient()
     return HessianAlignment(
         hessian_gap=abs(_top(h_a - h_b, "LM", tol, seed)), gradient_gap=_flat_norm([a - b for a, b in zip(g_a, g_b)]),
         top_eigenvalue_a=_top(h_a, "LA", tol, seed), top_eigenvalue_b=_top(h_b, "LA", tol, seed),
-        gradient_norm_a=_flat_norm(g_a), gradient_norm_b=_flat_norm(g_b), loss_a=fn_a.mean_loss(),
-        loss_b=fn_b.mean_loss(), num_params=fn_a.size,
+        gradient_norm_a=_flat_norm(g_a), gradient_norm_b=_flat_norm(g_b), loss_a=loss_a, loss_b=loss_b,
+        num_params=fn_a.size,
         meta={"num_samples_a": int(fn_a.total_samples), "num_samples_b": int(fn_b.total_samples)})
 
 
@@ -181,19 +181,10 @@ def transfer_measure(model: nn.Module, loss_fn: LossFn, source: Data, target: Da
     def regularised(data: Data) -> Callable[[list[Tensor]], tuple[float, list[Tensor]]]:
         def value_and_gradient(delta: list[Tensor]) -> tuple[float, list[Tensor]]:
             """The regularised loss and its gradient at ``centre + delta``, from one pass over ``data``."""
-            params = {n: p.detach().requires_grad_(True) for n, p in fn.shifted(delta).items()}
-            leaves = list(params.values())
-
-            def batch(b: Any) -> Tensor:
-                loss = fn.batch_loss(params, b)
-                grads = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
-                return torch.cat([loss.detach().reshape(1).to(fn.dtype), fn.join(list(grads))])
-
-            with torch.enable_grad(), fn.evaluating():
-                both = fn.data_mean(batch, data)
+            loss, gradient = fn.loss_and_gradient(delta, data)
             theta = [c + d for c, d in zip(centre, delta)]
             penalty = weight_decay / 2 * _flat_norm(theta) ** 2
-            return float(both[0]) + penalty, [g + weight_decay * t for g, t in zip(fn.split(both[1:]), theta)]
+            return loss + penalty, [g + weight_decay * t for g, t in zip(gradient, theta)]
         return value_and_gradient
 
     source_fn, target_fn = regularised(source), regularised(target)
