@@ -84,6 +84,11 @@ class FeatureAlignment(Result):
         return ax
 
 
+def _float64(value: Tensor | np.ndarray) -> Tensor:
+    """A float64 CPU tensor of a tensor or array (read only: it may share the caller's memory)."""
+    return torch.as_tensor(value).detach().to(device="cpu", dtype=torch.float64)
+
+
 @analyzer
 def planted_feature_alignment(model: nn.Module, features: Tensor | np.ndarray, *,
                               params: str | Sequence[str] | None = None,
@@ -94,8 +99,7 @@ def planted_feature_alignment(model: nn.Module, features: Tensor | np.ndarray, *
     ``dim`` entries.  ``signs`` (one per neuron, default +1) orients each neuron towards the class it votes
     for (``PatchNetwork.signs``).
     """
-    f = torch.as_tensor(np.asarray(features.detach().cpu() if isinstance(features, Tensor) else features),
-                        dtype=torch.float64)
+    f = _float64(features)
     if f.dim() != 2 or f.shape[0] < 1:
         raise ValueError(f"features must have shape (K, dim) with K >= 1, got {tuple(f.shape)}")
     if (f.norm(dim=1) == 0).any():
@@ -107,8 +111,7 @@ def planted_feature_alignment(model: nn.Module, features: Tensor | np.ndarray, *
                          f"dimension), found {sorted(matching) or 'none'}: select it with params")
     (layer, w), = matching.items()
     w = w.detach().cpu().to(torch.float64)
-    s = torch.ones(len(w), dtype=torch.float64) if signs is None else torch.as_tensor(
-        np.asarray(signs.detach().cpu() if isinstance(signs, Tensor) else signs), dtype=torch.float64).ravel()
+    s = torch.ones(len(w), dtype=torch.float64) if signs is None else _float64(signs).ravel()
     if s.shape != (len(w),):
         raise ValueError(f"signs must have one entry per neuron ({len(w)}), got {tuple(s.shape)}")
     projections = s[:, None] * (w @ f.T)

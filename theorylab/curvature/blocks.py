@@ -8,10 +8,10 @@ CPU), and not where one product already keeps it busy (on a CPU, the same time p
 for a 269,322-parameter MLP and a ResNet-style CNN; ``benchmarks/bench_curvature.py``).
 :class:`BlockProducts` decides by measuring: in the first block of at least 4 vectors, 2 are
 multiplied one at a time and up to 16 others batched, and the faster way per vector multiplies that
-block and every later one (the timed products, at most 18, are discarded once per problem, so that all
-of its products come from one way).  The choice is remembered for
-the problem (:data:`CHOICES`, keyed by what the operator is the curvature of: operator type,
-device, dtype, parameter shapes and data), so repeating a computation in a process repeats its
+block and every later one (the timed products, at most 18, are discarded once per problem, so that
+all of its products come from one way).  The choice is remembered for the problem (:data:`CHOICES`,
+keyed by what the operator is the curvature of: operator type, device, dtype, parameter shapes and
+data), so repeating a computation in a process repeats its
 products bitwise; another process may choose otherwise, and the products then agree to rounding.
 Set ``mode`` to "loop" or "batched" to fix the choice.  A backward pass that ``vmap`` cannot batch
 falls back to the loop.
@@ -78,7 +78,7 @@ class BlockProducts:
         if value not in BLOCK_MODES:
             raise ValueError(f"block products mode must be one of {BLOCK_MODES}, got {value!r}")
         self._mode = value
-        self.choice: str | None = CHOICES.get(self.problem) if value == "auto" else value
+        self.choice: str | None = None if value == "auto" else value  # "auto": looked up or measured when needed
 
     def _decide(self, choice: str) -> None:
         self.choice = choice
